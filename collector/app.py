@@ -1,0 +1,186 @@
+"""Wiring: the database (embedded or not, migrated or checked), sinks, pipeline and sources.
+
+Only this module and the CLI know every adapter; `run()` is `collector run`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import assert_never
+
+import anyio
+import psycopg
+import structlog
+
+from collector.db import migrate as migrations
+from collector.db.embedded import EmbeddedPostgres
+from collector.db.queries import queries
+from collector.errors import DatabaseUnavailable, MigrationError
+from collector.pipeline import Pipeline, PipelineLimits
+from collector.ports import Sink, Source
+from collector.settings import (
+    FolderSourceSettings,
+    PostgresSinkSettings,
+    Settings,
+    StdoutSinkSettings,
+    mask_url,
+)
+from collector.sinks.postgres import PostgresSink
+from collector.sinks.stdout import StdoutSink
+from collector.sources.folder import FolderSource
+
+log = structlog.get_logger("collector")
+
+MAINTENANCE_INTERVAL_S = 3600
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured URL, or the embedded server's (started here, stopped on exit if ours)."""
+    url = settings.database.url.get_secret_value()
+    if url:
+        yield url
+        return
+    with EmbeddedPostgres(settings.database.data_dir) as server:
+        yield server.url
+
+
+async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[object]:
+    """Connect in autocommit, retrying while the server starts; DatabaseUnavailable after."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=10
+            )
+            return conn
+        except psycopg.OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise DatabaseUnavailable(
+                    f"database: cannot connect: {str(exc).strip().splitlines()[0]}"
+                ) from None
+            log.warning("database_unavailable", error=str(exc).strip().splitlines()[0],
+                        retry_in_s=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def prepare_database(url: str, mode: str) -> None:
+    """Apply pending migrations (mode auto) or refuse to start with them pending (check)."""
+    async with await connect(url) as conn:
+        known = migrations.load_migrations()
+        status = await migrations.status(conn, known)
+        if status.pending and mode == "check":
+            names = ", ".join(m.file_name for m in status.pending)
+            raise MigrationError(
+                f"database has {len(status.pending)} pending migration(s): {names}; "
+                "run `collector migrate` (or set database.migrate = \"auto\")"
+            )
+        applied = await migrations.migrate(conn, known)
+        for migration in applied:
+            log.info("migration_applied", migration=migration.file_name)
+        await conn.execute(queries()["ensure_partitions_ahead"])
+
+
+def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
+    required: list[Sink] = []
+    optional: list[Sink] = []
+    for name, config in settings.sinks.items():
+        sink: Sink
+        if isinstance(config, PostgresSinkSettings):
+            sink = PostgresSink(name, url, pool_size=settings.database.pool_size)
+        elif isinstance(config, StdoutSinkSettings):
+            sink = StdoutSink(name, buffer=config.buffer)
+        else:
+            assert_never(config)
+        (required if config.required else optional).append(sink)
+    return required, optional
+
+
+def build_sources(settings: Settings) -> list[Source]:
+    sources: list[Source] = []
+    for name, config in settings.sources.items():
+        if isinstance(config, FolderSourceSettings):
+            source = FolderSource(name, config, chunk_size=settings.pipeline.batch_size)
+            source.prepare()
+            sources.append(source)
+        else:
+            assert_never(config)
+    return sources
+
+
+async def run(settings: Settings) -> None:
+    with database_url(settings) as url:
+        log.info("database", url=mask_url(url))
+        await prepare_database(url, settings.database.migrate)
+        await serve(settings, url)
+
+
+async def serve(settings: Settings, url: str) -> None:
+    required, optional = build_sinks(settings, url)
+    sources = build_sources(settings)
+    limits = PipelineLimits(
+        queue_size=settings.pipeline.queue_size,
+        batch_size=settings.pipeline.batch_size,
+        linger_s=settings.pipeline.linger_ms / 1000,
+    )
+    pipeline = Pipeline(required, optional, limits)
+    stop = anyio.Event()
+    drained = anyio.Event()
+    timeout = settings.pipeline.shutdown_timeout_s
+
+    async def write(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await pipeline.run(task_status=task_status)
+        finally:
+            drained.set()
+
+    async with anyio.create_task_group() as outer:
+        await outer.start(write)
+        outer.start_soon(_maintenance, url, stop)
+        outer.start_soon(_signals, stop, outer.cancel_scope)
+        log.info("collector_started", sources=[s.name for s in sources],
+                 sinks=list(settings.sinks))
+        async with anyio.create_task_group() as inputs:
+            for source in sources:
+                inputs.start_soon(source.run, pipeline.deliver, stop)
+            await stop.wait()
+            # Sources finish what they hold; past the timeout the rest stays unacknowledged
+            # (claimed files, unacked messages) and is delivered again after a restart.
+            inputs.cancel_scope.deadline = anyio.current_time() + timeout
+        await pipeline.close()
+        with anyio.move_on_after(timeout):
+            await drained.wait()
+        if not drained.is_set():
+            log.warning("shutdown_timeout", unwritten=pipeline.depth)
+        outer.cancel_scope.cancel()
+    log.info("collector_stopped")
+
+
+async def _signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        async for signum in received:
+            if stop.is_set():
+                log.warning("shutdown_forced", signal=signal.Signals(signum).name)
+                scope.cancel()
+                return
+            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            stop.set()
+
+
+async def _maintenance(url: str, stop: anyio.Event) -> None:
+    """Keep time partitions created ahead, so ingest never waits on DDL for current events."""
+    while not stop.is_set():
+        with anyio.move_on_after(MAINTENANCE_INTERVAL_S):
+            await stop.wait()
+        if stop.is_set():
+            return
+        try:
+            async with await connect(url, timeout_s=5) as conn:
+                await conn.execute(queries()["ensure_partitions_ahead"])
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("maintenance_failed", error=str(exc))

@@ -1,0 +1,216 @@
+"""The `collector` command: one function per subcommand; errors become one clear stderr message.
+
+Every option names the environment variable behind it in --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from collector import __version__, app, logs
+from collector.db import migrate as migrations
+from collector.db.embedded import layout, psql_path
+from collector.errors import CollectorError, ConfigError
+from collector.settings import ENV_PREFIX, Settings, config_path, load_settings, masked
+
+CONFIG_ENV = "COLLECTOR_CONFIG"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"collector: {problem}", file=sys.stderr)
+        return 1
+    except CollectorError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description="Collect CDEvents, CloudEvents and JSON events into PostgreSQL; "
+        "query them through the `api` schema.",
+        epilog=f"Every configuration key can be overridden by an environment variable "
+        f"{ENV_PREFIX}SECTION__KEY, e.g. {ENV_PREFIX}DATABASE__URL or "
+        f"{ENV_PREFIX}SOURCES__INBOX__PATH.",
+    )
+    parser.add_argument("--version", action="version", version=f"collector {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", type=Path, default=_env_path(CONFIG_ENV),
+        help=f"TOML configuration file (env {CONFIG_ENV}; default ./collector.toml when "
+        "present, else the embedded defaults)",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common], help="ingest until SIGINT/SIGTERM, then drain",
+        description="Start the sources, pipeline and sinks; on SIGINT/SIGTERM stop reading, "
+        "commit what is in flight, and exit. A second signal exits at once (unacknowledged "
+        "input is delivered again after restart).",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="apply pending database migrations",
+        description="Apply pending migrations from sql/migrations in order (one transaction "
+        "each, under an advisory lock).",
+    )
+    migrate.add_argument("--check", action="store_true",
+                         help="apply nothing; list pending migrations and exit 1 if any")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    config = commands.add_parser(
+        "config", parents=[common], help="validate or print the configuration",
+        description="Validate the merged configuration (file + environment) and list every "
+        "error with its key path, or print it as TOML with secrets masked.",
+    )
+    mode = config.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="validate only (the default)")
+    mode.add_argument("--print", action="store_true", dest="print_",
+                      help="print the merged configuration as TOML, secrets masked")
+    config.set_defaults(handler=cmd_config)
+
+    db = commands.add_parser("db", help="the database collector uses")
+    db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
+    url = db_commands.add_parser(
+        "url", parents=[common], help="print the database URL `collector run` uses",
+        description="Print the URL of the database `collector run` uses; for the embedded "
+        "one it is valid while `collector run` runs, so `psql \"$(collector db url)\"` works.",
+    )
+    url.set_defaults(handler=cmd_db_url)
+    psql = db_commands.add_parser(
+        "psql", parents=[common], help="open psql (bundled with the embedded server)",
+        description="Run psql on the database `collector run` uses. Extra arguments go to psql.",
+    )
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql")
+    psql.set_defaults(handler=cmd_db_psql)
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures and ratios")
+    bench_commands = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
+    from collector import bench as benchmarks
+
+    benchmarks.add_parsers(bench_commands, common)
+    return parser
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(config_path(args.config))
+    logs.configure(settings.log.level, settings.log.format)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    anyio.run(app.run, settings)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def go(url: str) -> int:
+        async with await app.connect(url) as conn:
+            known = migrations.load_migrations()
+            status = await migrations.status(conn, known)
+            if args.check:
+                for migration in status.pending:
+                    print(f"pending: {migration.file_name}")
+                if status.pending:
+                    print(f"{len(status.pending)} pending migration(s): run `collector migrate`")
+                    return 1
+                print(f"up to date: {len(status.applied)} migration(s) applied")
+                return 0
+            applied = await migrations.migrate(conn, known)
+            for migration in applied:
+                print(f"applied: {migration.file_name}")
+            print(f"up to date: {len(status.applied) + len(applied)} migration(s) applied")
+            return 0
+
+    with app.database_url(settings) as url:
+        result: int = anyio.run(go, url)
+    return result
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    settings = load_settings(path)
+    if args.print_:
+        print(to_toml(masked(settings)), end="")
+    else:
+        where = str(path) if path else "embedded defaults (no collector.toml)"
+        print(f"configuration OK: {where}")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    print(_database_url(_settings(args)))
+    return 0
+
+
+def cmd_db_psql(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    executable = str(psql_path())
+    extra = [a for a in args.psql_args if a != "--"]
+    os.execv(executable, [executable, _database_url(settings), *extra])
+
+
+def _database_url(settings: Settings) -> str:
+    return settings.database.url.get_secret_value() or layout(settings.database.data_dir).url
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for the configuration's shape: tables of scalars and string lists."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items() if v is not None]
+    out = ""
+    if prefix and (lines or not tables):
+        out += f"[{prefix}]\n"
+    if lines:
+        out += "\n".join(lines) + "\n\n"
+    for key, value in tables.items():
+        out += to_toml(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key))
+    return out
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else orjson.dumps(key).decode()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return orjson.dumps(str(value)).decode()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The migration runner: `sql/migrations/NNNN_name.sql` applied in order, one transaction each.
+
+An advisory lock serialises concurrent runners; a checksum per file is recorded so an edited,
+already-applied migration is refused, and so is a database that knows migrations we do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import LiteralString, cast
+
+import psycopg
+
+from collector.db.queries import queries, sql_dir
+from collector.errors import MigrationError
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str = field(repr=False)
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.version:04d}_{self.name}.sql"
+
+
+@dataclass(frozen=True)
+class Status:
+    applied: list[Migration]
+    pending: list[Migration]
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    folder = folder or sql_dir() / "migrations"
+    found: dict[int, Migration] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"migration file {path.name!r}: name it NNNN_description.sql")
+        version = int(match[1])
+        if version in found:
+            raise MigrationError(
+                f"migrations {found[version].file_name} and {path.name} share version {version}"
+            )
+        found[version] = Migration(version, match[2], path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+async def status(conn: psycopg.AsyncConnection[object], known: list[Migration]) -> Status:
+    """Compare the ledger with the files; refuse edited or unknown migrations."""
+    q = queries()
+    cur = await conn.execute(q["ledger_exists"])
+    row = await cur.fetchone()
+    ledger: list[tuple[int, str, str]] = []
+    if row is not None and row[0]:
+        cur = await conn.execute(q["applied_migrations"])
+        ledger = [(int(v), str(n), str(c)) for v, n, c in await cur.fetchall()]
+    by_version = {m.version: m for m in known}
+    applied: list[Migration] = []
+    for version, name, checksum in ledger:
+        migration = by_version.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"database has migration {version:04d}_{name} that this collector does not know: "
+                "it was migrated by a newer collector; upgrade collector"
+            )
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {migration.file_name} was edited after it was applied "
+                f"(checksum {checksum[:12]} in the database, {migration.checksum[:12]} on disk): "
+                "restore the original file and put the change in a new migration"
+            )
+        applied.append(migration)
+    done = {m.version for m in applied}
+    return Status(applied=applied, pending=[m for m in known if m.version not in done])
+
+
+async def migrate(
+    conn: psycopg.AsyncConnection[object], known: list[Migration] | None = None
+) -> list[Migration]:
+    """Apply every pending migration; return those applied. `conn` must be in autocommit."""
+    known = load_migrations() if known is None else known
+    q = queries()
+    await conn.execute(q["migration_lock"])
+    try:
+        pending = (await status(conn, known)).pending
+        for migration in pending:
+            async with conn.transaction():
+                # Our own shipped files: trusted SQL, several statements each.
+                await conn.execute(cast(LiteralString, migration.sql))
+                await conn.execute(
+                    q["record_migration"],
+                    (migration.version, migration.name, migration.checksum),
+                )
+        return pending
+    finally:
+        await conn.execute(q["migration_unlock"])

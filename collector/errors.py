@@ -1,0 +1,40 @@
+"""The one exception tree of collector; third-party errors are translated at the boundary.
+
+    CollectorError
+    ├── ConfigError            the configuration is invalid (lists every problem)
+    ├── DatabaseUnavailable    PostgreSQL cannot be reached (retried by sinks)
+    ├── MigrationError         pending, unknown or edited migrations
+    ├── EmbeddedDatabaseError  the embedded PostgreSQL could not start
+    ├── DeliveryFailed         a required sink could not commit a delivery
+    └── PipelineClosed         shutting down: no new deliveries
+"""
+
+
+class CollectorError(Exception):
+    """Base of every error collector raises on purpose; its message is meant for the user."""
+
+
+class ConfigError(CollectorError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class DatabaseUnavailable(CollectorError):
+    pass
+
+
+class MigrationError(CollectorError):
+    pass
+
+
+class EmbeddedDatabaseError(CollectorError):
+    pass
+
+
+class DeliveryFailed(CollectorError):
+    """A required sink could not commit a delivery; the source must not ack it."""
+
+
+class PipelineClosed(CollectorError):
+    """collector is shutting down and takes no new deliveries."""

@@ -1,0 +1,226 @@
+"""The one internal event model and the rules that turn decoded JSON into it.
+
+A document becomes an `Event` (CDEvents, CloudEvents structured JSON or plain JSON) or a
+`RejectedEvent` whose reason names the offending field. Identity is (source, type, id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+
+from collector import cdevents
+
+Family = Literal["cdevents", "cloudevents", "ccmessage", "raw"]
+
+MAX_KEY_BYTES = 512  # id, source, type: together they must fit one btree index entry
+MAX_RAW_BYTES = 64 * 1024  # rejected input is stored up to this size
+
+
+@dataclass(slots=True)
+class Event:
+    id: str
+    source: str
+    type: str
+    time: datetime
+    family: Family
+    payload: str  # the original document, JSON text
+    received_at: datetime
+    received_via: str
+    subject: str | None = None
+    subject_type: str | None = None
+    predicate: str | None = None
+    type_version: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RejectedEvent:
+    reason: str
+    raw: bytes
+    received_at: datetime
+    received_via: str
+    location: str | None = None  # "line 3", "index 2": where in the delivery
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def raw_text(self) -> str:
+        text = self.raw[:MAX_RAW_BYTES].decode("utf-8", errors="backslashreplace")
+        return text.replace("\x00", "\\x00")
+
+    @property
+    def message(self) -> str:
+        return f"{self.location}: {self.reason}" if self.location else self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where documents came from, and what plain JSON without attributes gets."""
+
+    received_via: str
+    received_at: datetime
+    default_type: str | None = None
+    default_source: str | None = None
+
+
+class Invalid(ValueError):
+    """A document that cannot become an event; str() names the field and the fix."""
+
+
+def normalise(
+    doc: Any, raw: bytes | None, origin: Origin, metadata: dict[str, Any]
+) -> Event:
+    """Turn one decoded JSON document into an Event, or raise Invalid naming the field."""
+    if not isinstance(doc, dict):
+        raise Invalid(f"an event must be a JSON object, not {_json_kind(doc)}")
+    if isinstance(doc.get("context"), dict):
+        return _cdevent(doc, raw, origin, metadata)
+    if "specversion" in doc:
+        return _cloudevent(doc, raw, origin, metadata)
+    if "context" in doc:
+        raise Invalid("context: must be an object (a CDEvent's context)")
+    return _plain(doc, raw, origin, metadata)
+
+
+def _cdevent(
+    doc: dict[str, Any], raw: bytes | None, origin: Origin, metadata: dict[str, Any]
+) -> Event:
+    context: dict[str, Any] = doc["context"]
+    event_id = _key(context, "id", "context.id")
+    source = _key(context, "source", "context.source")
+    event_type = _key(context, "type", "context.type")
+    try:
+        subject_type, predicate, version = cdevents.parse_type(event_type)
+    except cdevents.UnknownType as exc:
+        raise Invalid(f"context.type {event_type!r} {exc}") from None
+    time = _time(context.get("timestamp"), "context.timestamp", required=True)
+    assert time is not None
+    subject = doc.get("subject")
+    if not isinstance(subject, dict):
+        raise Invalid("subject: missing or not an object")
+    subject_id = _key(subject, "id", "subject.id")
+    return Event(
+        id=event_id,
+        source=source,
+        type=event_type,
+        time=time,
+        family="cdevents",
+        payload=_payload(doc, raw),
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        subject=subject_id,
+        subject_type=subject_type,
+        predicate=predicate,
+        type_version=version,
+        metadata=metadata,
+    )
+
+
+def _cloudevent(
+    doc: dict[str, Any], raw: bytes | None, origin: Origin, metadata: dict[str, Any]
+) -> Event:
+    if doc.get("specversion") != "1.0":
+        raise Invalid(f"specversion: {doc.get('specversion')!r} is not supported (use '1.0')")
+    event_id = _key(doc, "id", "id")
+    source = _key(doc, "source", "source")
+    event_type = _key(doc, "type", "type")
+    data = doc.get("data")
+    if event_type.startswith("dev.cdevents") and isinstance(data, dict) and "context" in data:
+        # A CDEvent carried as CloudEvent data (the CDEvents CloudEvents binding).
+        attributes = {k: v for k, v in doc.items() if k != "data"}
+        event = _cdevent(data, None, origin, {**metadata, "cloudevent": attributes})
+        return event
+    subject = doc.get("subject")
+    if subject is not None and not isinstance(subject, str):
+        raise Invalid("subject: must be a string")
+    time = _time(doc.get("time"), "time", required=False) or origin.received_at
+    return Event(
+        id=event_id,
+        source=source,
+        type=event_type,
+        time=time,
+        family="cloudevents",
+        payload=_payload(doc, raw),
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        subject=_checked_text(subject, "subject"),
+        metadata=metadata,
+    )
+
+
+def _plain(
+    doc: dict[str, Any], raw: bytes | None, origin: Origin, metadata: dict[str, Any]
+) -> Event:
+    if origin.default_type is None:
+        raise Invalid(
+            "type: plain JSON carries no event type; set event_type on source "
+            f"{origin.received_via!r}, or send a CloudEvent or CDEvent"
+        )
+    canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    return Event(
+        id=hashlib.sha256(canonical).hexdigest(),
+        source=origin.default_source or f"collector/{origin.received_via}",
+        type=origin.default_type,
+        time=origin.received_at,
+        family="raw",
+        payload=_payload(doc, raw),
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        metadata=metadata,
+    )
+
+
+def _key(obj: dict[str, Any], key: str, name: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise Invalid(f"{name}: missing")
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"{name}: must be a non-empty string")
+    if len(value) > MAX_KEY_BYTES // 4 and len(value.encode()) > MAX_KEY_BYTES:
+        raise Invalid(f"{name}: longer than {MAX_KEY_BYTES} bytes")
+    return _checked_text(value, name) or value
+
+
+def _checked_text(value: str | None, name: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise Invalid(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
+    return value
+
+
+def _time(value: Any, name: str, *, required: bool) -> datetime | None:
+    if value is None:
+        if required:
+            raise Invalid(f"{name}: missing")
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"{name}: must be an RFC 3339 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{name}: {value!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise Invalid(f"{name}: {value!r} has no UTC offset (add 'Z' or '+00:00')")
+    return parsed
+
+
+def _payload(doc: dict[str, Any], raw: bytes | None) -> str:
+    text = raw.decode() if raw is not None else orjson.dumps(doc).decode()
+    if "\\u0000" in text:
+        raise Invalid("payload: contains \\u0000, which PostgreSQL jsonb cannot store")
+    return text
+
+
+def _json_kind(doc: Any) -> str:
+    if isinstance(doc, list):
+        return "an array"
+    if isinstance(doc, str):
+        return "a string"
+    if doc is None:
+        return "null"
+    if isinstance(doc, bool):
+        return "a boolean"
+    return "a number"

@@ -1,0 +1,205 @@
+"""The pipeline: a bounded queue of deliveries, batched into group commits, fanned out to sinks.
+
+A source awaits `deliver()`; it returns once every required sink committed the delivery (the
+source may then ack), or raises DeliveryFailed. Optional sinks get a copy through a bounded
+buffer and never block: what does not fit is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from collector.errors import DeliveryFailed, PipelineClosed
+from collector.ports import Batch, BatchResult, Delivery, Sink
+
+log = structlog.get_logger("collector.pipeline")
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    queue_size: int = 20_000
+    batch_size: int = 2_000
+    linger_s: float = 0.02
+
+
+class Pipeline:
+    def __init__(
+        self, required: list[Sink], optional: list[Sink], limits: PipelineLimits
+    ) -> None:
+        if not required:
+            raise ValueError("a pipeline needs at least one required sink")
+        self.required = required
+        self.optional = [OptionalSink(s) for s in optional]
+        self.limits = limits
+        self._queue: deque[Delivery] = deque()
+        self._queued = 0  # events + rejections waiting
+        self._changed = anyio.Condition()
+        self._closing = False
+
+    @property
+    def depth(self) -> int:
+        return self._queued
+
+    async def deliver(self, delivery: Delivery) -> Delivery:
+        """Queue a delivery (waiting for room) and return once required sinks committed it."""
+        async with self._changed:
+            # A delivery larger than the queue is let in alone, so it cannot wait forever.
+            while (
+                not self._closing
+                and self._queued > 0
+                and self._queued + delivery.size > self.limits.queue_size
+            ):
+                await self._changed.wait()
+            if self._closing:
+                raise PipelineClosed("collector is shutting down")
+            self._queue.append(delivery)
+            self._queued += delivery.size
+            self._changed.notify_all()
+        await delivery.done.wait()
+        if delivery.error is not None:
+            raise DeliveryFailed(str(delivery.error)) from delivery.error
+        return delivery
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the sinks, write batches until close() and the queue is empty, close the sinks."""
+        for sink in [*self.required, *(o.sink for o in self.optional)]:
+            await sink.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                for optional in self.optional:
+                    tg.start_soon(optional.run)
+                task_status.started()
+                await self._write_batches()
+                for optional in self.optional:
+                    optional.close()
+        finally:
+            for sink in [*self.required, *(o.sink for o in self.optional)]:
+                with anyio.CancelScope(shield=True):
+                    await sink.close()
+
+    async def close(self) -> None:
+        """Stop accepting deliveries; run() returns once everything queued is written."""
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+
+    async def _write_batches(self) -> None:
+        while True:
+            deliveries = await self._next_batch()
+            if not deliveries:
+                return
+            await self._write(deliveries)
+
+    async def _next_batch(self) -> list[Delivery]:
+        limits = self.limits
+        async with self._changed:
+            while not self._queue and not self._closing:
+                await self._changed.wait()
+            if not self._queue:
+                return []
+            # Group commit: wait up to linger for more deliveries to fill the batch.
+            deadline = time.monotonic() + limits.linger_s
+            while self._queued < limits.batch_size and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with anyio.move_on_after(remaining):
+                    await self._changed.wait()
+            taken: list[Delivery] = []
+            size = 0
+            while self._queue and (not taken or size + self._queue[0].size <= limits.batch_size):
+                delivery = self._queue.popleft()
+                taken.append(delivery)
+                size += delivery.size
+            self._queued -= size
+            self._changed.notify_all()
+            return taken
+
+    async def _write(self, deliveries: list[Delivery]) -> None:
+        batch = Batch()
+        for delivery in deliveries:
+            batch.events.extend(delivery.events)
+            batch.rejected.extend(delivery.rejected)
+        started = time.perf_counter()
+        results: dict[str, BatchResult] = {}
+        error: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                for sink in self.required:
+                    tg.start_soon(_write_one, sink, batch, results)
+        except Exception as exc:  # a required sink gave up: fail the deliveries, keep running
+            error = exc
+            log.error("batch_failed", events=len(batch.events), error=str(exc))
+        if error is None:
+            _attribute_counts(deliveries, results)
+            first = next(iter(results.values()))
+            log.info(
+                "batch_stored",
+                events=len(batch.events),
+                stored=first.stored,
+                duplicates=len(first.duplicates),
+                rejected=first.rejected,
+                deliveries=len(deliveries),
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            for optional in self.optional:
+                optional.offer(batch)
+        for delivery in deliveries:
+            delivery.error = error
+            delivery.done.set()
+
+
+async def _write_one(sink: Sink, batch: Batch, results: dict[str, BatchResult]) -> None:
+    results[sink.name] = await sink.write(batch)
+
+
+def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult]) -> None:
+    # The batch is the deliveries' events end to end: map duplicate indexes back by offset.
+    duplicates = next(iter(results.values())).duplicates
+    offset = 0
+    for delivery in deliveries:
+        count = len(delivery.events)
+        delivery.duplicates = sum(1 for i in range(offset, offset + count) if i in duplicates)
+        delivery.stored = count - delivery.duplicates
+        offset += count
+
+
+class OptionalSink:
+    """Wraps a sink that must never block the pipeline: a bounded buffer, drops counted."""
+
+    def __init__(self, sink: Sink, capacity: int | None = None) -> None:
+        self.sink = sink
+        self.capacity = capacity or getattr(sink, "buffer", 10_000)
+        self.dropped = 0
+        self._send, self._receive = anyio.create_memory_object_stream[Batch](math.inf)
+        self._buffered = 0
+
+    def offer(self, batch: Batch) -> None:
+        size = len(batch.events)
+        if self._buffered + size > self.capacity:
+            self.dropped += size
+            log.warning("optional_sink_dropped", sink=self.sink.name, events=size,
+                        dropped_total=self.dropped)
+            return
+        self._buffered += size
+        self._send.send_nowait(batch)
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def run(self) -> None:
+        async with self._receive:
+            async for batch in self._receive:
+                self._buffered -= len(batch.events)
+                try:
+                    await self.sink.write(batch)
+                except Exception as exc:
+                    self.dropped += len(batch.events)
+                    log.warning("optional_sink_failed", sink=self.sink.name, error=str(exc),
+                                events=len(batch.events), dropped_total=self.dropped)

@@ -1,0 +1,216 @@
+"""Configuration: one TOML file, overridden by `COLLECTOR__SECTION__KEY` environment variables.
+
+With no file, collector starts from the embedded defaults (`DEFAULTS`): embedded PostgreSQL,
+a folder source `inbox` and a postgres sink. Unknown keys are errors naming the key, and every
+`<key>_file` reads the secret `<key>` from a file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from collector.errors import ConfigError
+
+ENV_PREFIX = "COLLECTOR__"
+DEFAULT_CONFIG_FILE = Path("collector.toml")
+
+DEFAULTS: dict[str, Any] = {
+    "sources": {"inbox": {"type": "folder", "path": "inbox"}},
+    "sinks": {"db": {"type": "postgres"}},
+}
+
+
+class Section(BaseModel):
+    """A configuration table: unknown keys are errors and `<key>_file` reads secret `<key>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        values = dict(data)
+        for key in [k for k in values if isinstance(k, str) and k.endswith("_file")]:
+            target = key.removesuffix("_file")
+            if target not in cls.model_fields or key in cls.model_fields:
+                continue
+            path = Path(str(values.pop(key))).expanduser()
+            if values.get(target):
+                raise ValueError(f"give either {target} or {key}, not both")
+            try:
+                values[target] = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"{key}: cannot read {str(path)!r}: {exc.strerror}") from None
+        return values
+
+
+class DatabaseSettings(Section):
+    url: SecretStr = Field(
+        default=SecretStr(""),
+        description="PostgreSQL URL; empty runs an embedded PostgreSQL under data_dir",
+    )
+    data_dir: Path = Field(default=Path(".collector"), description="embedded PostgreSQL data")
+    migrate: Literal["auto", "check"] = Field(
+        default="auto", description="auto: apply pending migrations at start; check: refuse"
+    )
+    pool_size: int = Field(default=4, ge=1, le=100)
+
+
+class PipelineSettings(Section):
+    queue_size: int = Field(default=20_000, ge=1, description="events waiting for the sinks")
+    batch_size: int = Field(default=2_000, ge=1, description="events per database transaction")
+    linger_ms: float = Field(default=20, ge=0, description="wait this long to fill a batch")
+    shutdown_timeout_s: float = Field(default=30, ge=0)
+
+
+class FolderSourceSettings(Section):
+    type: Literal["folder"]
+    path: Path
+    patterns: list[str] = Field(default_factory=lambda: ["*.json", "*.jsonl", "*.ndjson"])
+    recursive: bool = False
+    after: Literal["move", "delete"] = Field(
+        default="move", description="move: done files go to done_dir; delete: they are removed"
+    )
+    done_dir: Path | None = Field(default=None, description="default: <path>/done")
+    failed_dir: Path | None = Field(default=None, description="default: <path>/failed")
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    settle_s: float = Field(
+        default=0.5, ge=0, description="a file is read once unchanged for this long"
+    )
+    max_files_in_flight: int = Field(default=8, ge=1)
+    event_type: str | None = Field(
+        default=None, description="type given to plain JSON documents that carry none"
+    )
+    event_source: str | None = Field(
+        default=None, description="source given to plain JSON (default: collector/<name>)"
+    )
+
+
+SourceSettings = Annotated[FolderSourceSettings, Field(discriminator="type")]
+
+
+class PostgresSinkSettings(Section):
+    type: Literal["postgres"]
+    required: bool = True
+
+
+class StdoutSinkSettings(Section):
+    type: Literal["stdout"]
+    required: bool = False
+    buffer: int = Field(default=10_000, ge=1, description="events buffered before dropping")
+
+
+SinkSettings = Annotated[PostgresSinkSettings | StdoutSinkSettings, Field(discriminator="type")]
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    sinks: dict[str, SinkSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file (passed as init values) is the base; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_wiring(self) -> Settings:
+        if not any(sink.required for sink in self.sinks.values()):
+            raise ValueError("sinks: at least one sink must be required (e.g. type = 'postgres')")
+        for name in [*self.sources, *self.sinks]:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"{name!r}: names use letters, digits, '-' and '_' only")
+        return self
+
+    @property
+    def postgres_sinks(self) -> list[str]:
+        return [n for n, s in self.sinks.items() if isinstance(s, PostgresSinkSettings)]
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """The file to read: the one given, else ./collector.toml when present, else none."""
+    if explicit is not None:
+        return explicit
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Build the one Settings object; raise ConfigError listing every problem by key path."""
+    base: dict[str, Any]
+    if path is None:
+        base = {k: dict(v) for k, v in DEFAULTS.items()}
+    else:
+        try:
+            base = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError([f"config: file {str(path)!r} does not exist"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config: {path}: invalid TOML: {exc}"]) from None
+    try:
+        return Settings(**base)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> str:
+    # Discriminated unions add the tag ('folder', 'postgres') to the location: drop it.
+    loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
+    where = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        return f"config: {where}: unknown key"
+    if err["type"] == "missing":
+        return f"config: {where}: required key is missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"config: {where}: {message}"
+
+
+_UNION_TAGS = {"folder", "postgres", "stdout"}
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The merged configuration as plain data, with every secret masked."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    url = settings.database.url.get_secret_value()
+    data["database"]["url"] = mask_url(url)
+    return data
+
+
+def mask_url(url: str) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,1 @@
+"""Sinks: leaf adapters that commit batches (see collector.ports.Sink)."""

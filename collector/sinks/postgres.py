@@ -1,0 +1,147 @@
+"""The postgres sink: each batch is one call of `collector.ingest` — one round trip, one commit.
+
+Connection trouble and other server-side failures are retried with backoff for as long as it
+takes (the pipeline's queue fills and backpressures the sources meanwhile). Only data that
+PostgreSQL itself refuses is isolated by bisection and stored as rejected, with the reason.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import orjson
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from collector.db.queries import queries
+from collector.events import Event, RejectedEvent
+from collector.ports import Batch, BatchResult
+
+log = structlog.get_logger("collector.sinks.postgres")
+
+# SQLSTATE classes that mean "this data", not "this server": 22 data exception,
+# 54 program limit exceeded (e.g. an index row too large).
+_DATA_ERROR_CLASSES = ("22", "54")
+
+
+class PostgresSink:
+    def __init__(
+        self, name: str, url: str, pool_size: int = 4, max_backoff_s: float = 5.0
+    ) -> None:
+        self.name = name
+        self.buffer = 0
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True},
+            name=f"collector-{name}", timeout=10,
+        )
+        self._max_backoff_s = max_backoff_s
+        self.database_errors = 0
+
+    async def open(self) -> None:
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def write(self, batch: Batch) -> BatchResult:
+        attempt = 0
+        while True:
+            try:
+                return await self._write_isolating(batch)
+            except psycopg.Error as exc:
+                attempt += 1
+                self.database_errors += 1
+                delay = min(self._max_backoff_s, 0.1 * 2 ** min(attempt, 10))
+                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
+                log.warning(
+                    "database_unavailable" if _is_connection_error(exc) else "database_error",
+                    sink=self.name, attempt=attempt, retry_in_s=round(delay, 2),
+                    error=_first_line(exc),
+                )
+                await anyio.sleep(delay)
+
+    async def _write_isolating(self, batch: Batch) -> BatchResult:
+        try:
+            return await self._call_ingest(batch.events, batch.rejected)
+        except psycopg.Error as exc:
+            if not _is_data_error(exc) or not batch.events:
+                raise
+            reason = f"PostgreSQL refused the event: {_first_line(exc)}"
+        if len(batch.events) == 1:
+            refused = _refused(batch.events[0], reason)
+            result = await self._call_ingest([], [*batch.rejected, refused])
+            return BatchResult(stored=0, duplicates=frozenset(), rejected=result.rejected)
+        middle = len(batch.events) // 2
+        first = await self._write_isolating(Batch(batch.events[:middle], batch.rejected))
+        second = await self._write_isolating(Batch(batch.events[middle:], []))
+        return BatchResult(
+            stored=first.stored + second.stored,
+            duplicates=first.duplicates | {i + middle for i in second.duplicates},
+            rejected=first.rejected + second.rejected,
+        )
+
+    async def _call_ingest(self, events: list[Event], rejected: list[RejectedEvent]) -> BatchResult:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(queries()["ingest"], _parameters(events, rejected), prepare=True)
+            row = await cur.fetchone()
+        assert row is not None
+        stored, positions, n_rejected = row
+        return BatchResult(
+            stored=int(stored),
+            duplicates=frozenset(int(p) - 1 for p in positions),
+            rejected=int(n_rejected),
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _refused(event: Event, reason: str) -> RejectedEvent:
+    return RejectedEvent(
+        reason=reason,
+        raw=event.payload.encode(),
+        received_at=event.received_at,
+        received_via=event.received_via,
+        location=None,
+        metadata={**event.metadata, "id": event.id, "source": event.source, "type": event.type},
+    )
+
+
+def _is_data_error(exc: psycopg.Error) -> bool:
+    return bool(exc.sqlstate) and str(exc.sqlstate)[:2] in _DATA_ERROR_CLASSES
+
+
+def _is_connection_error(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
+def _parameters(events: list[Event], rejected: list[RejectedEvent]) -> dict[str, Any]:
+    dumps = orjson.dumps
+    return {
+        "ids": [e.id for e in events],
+        "sources": [e.source for e in events],
+        "types": [e.type for e in events],
+        "times": [e.time for e in events],
+        "families": [e.family for e in events],
+        "subjects": [e.subject for e in events],
+        "subject_types": [e.subject_type for e in events],
+        "predicates": [e.predicate for e in events],
+        "type_versions": [e.type_version for e in events],
+        "payloads": [e.payload for e in events],
+        "metadatas": [dumps(e.metadata).decode() if e.metadata else None for e in events],
+        "received_ats": [e.received_at for e in events],
+        "received_vias": [e.received_via for e in events],
+        "rejected_reasons": [r.reason for r in rejected],
+        "rejected_locations": [r.location for r in rejected],
+        "rejected_raws": [r.raw_text for r in rejected],
+        "rejected_sizes": [len(r.raw) for r in rejected],
+        "rejected_received_ats": [r.received_at for r in rejected],
+        "rejected_received_vias": [r.received_via for r in rejected],
+        "rejected_metadatas": [dumps(r.metadata).decode() for r in rejected],
+    }

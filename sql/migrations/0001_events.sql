@@ -1,0 +1,293 @@
+-- Events, rejected events, the migrations ledger, ingest rules, roles and the first `api` objects.
+--
+-- Schema `collector` is private (tables, ingest, maintenance); schema `api` is the public,
+-- read-only contract queried by Grafana and analysts.
+
+CREATE SCHEMA collector;
+CREATE SCHEMA api;
+REVOKE ALL ON SCHEMA collector FROM PUBLIC;
+
+COMMENT ON SCHEMA collector IS 'Private storage of collector: tables, ingest functions, maintenance. Not a contract.';
+COMMENT ON SCHEMA api IS 'The public, read-only SQL API of collector: documented views and functions.';
+
+-- The ledger of `collector migrate`: one row per applied file, with its checksum.
+CREATE TABLE collector.migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Roles are cluster-wide while migrations run per database: create them only when missing,
+-- and tolerate a concurrent migration of another database creating them first.
+DO $$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['collector_reader', 'collector_writer'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+ALTER ROLE collector_reader SET statement_timeout = '30s';
+
+-- Events: partitioned by family (so retention can differ per family), then by time.
+CREATE SEQUENCE collector.events_seq;
+
+CREATE TABLE collector.events (
+    seq          bigint NOT NULL DEFAULT nextval('collector.events_seq'),
+    family       text NOT NULL,
+    time         timestamptz NOT NULL,
+    id           text NOT NULL,
+    source       text NOT NULL,
+    type         text NOT NULL,
+    subject      text,
+    subject_type text,
+    predicate    text,
+    type_version text,
+    received_at  timestamptz NOT NULL,
+    received_via text NOT NULL,
+    payload      jsonb NOT NULL,
+    metadata     jsonb NOT NULL DEFAULT '{}'
+) PARTITION BY LIST (family);
+
+CREATE TABLE collector.events_cdevents PARTITION OF collector.events
+    FOR VALUES IN ('cdevents') PARTITION BY RANGE (time);
+CREATE TABLE collector.events_cloudevents PARTITION OF collector.events
+    FOR VALUES IN ('cloudevents') PARTITION BY RANGE (time);
+CREATE TABLE collector.events_ccmessage PARTITION OF collector.events
+    FOR VALUES IN ('ccmessage') PARTITION BY RANGE (time);
+CREATE TABLE collector.events_raw PARTITION OF collector.events
+    FOR VALUES IN ('raw') PARTITION BY RANGE (time);
+
+-- Events arrive mostly in time order: a BRIN index serves time ranges at almost no ingest cost.
+CREATE INDEX events_time_brin ON collector.events USING brin (time);
+
+-- Identity (source, type, id) must be unique across all time partitions, and a replay must be
+-- recognised whenever it arrives: an unpartitioned table holds each identity and where
+-- (which time) its event lives. Its primary key starts with id, so lookups by id use it.
+CREATE TABLE collector.event_identities (
+    id     text NOT NULL,
+    source text NOT NULL,
+    type   text NOT NULL,
+    time   timestamptz NOT NULL,
+    PRIMARY KEY (id, source, type)
+);
+
+-- How each family's events are cut into time partitions.
+CREATE TABLE collector.partition_policy (
+    family text PRIMARY KEY,
+    period text NOT NULL CHECK (period IN ('day', 'week', 'month'))
+);
+INSERT INTO collector.partition_policy (family, period) VALUES
+    ('cdevents', 'month'), ('cloudevents', 'month'), ('raw', 'month'), ('ccmessage', 'day');
+
+CREATE TABLE collector.rejected_events (
+    seq           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at   timestamptz NOT NULL,
+    received_via  text NOT NULL,
+    reason        text NOT NULL,
+    location      text,
+    raw           text NOT NULL,
+    raw_size      integer NOT NULL,
+    metadata      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX rejected_events_received_at ON collector.rejected_events (received_at);
+
+-- Creates the time partition of `family` holding `at`, when missing. Safe under concurrency.
+CREATE FUNCTION collector.ensure_partition(family text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    period text;
+    lower_bound timestamptz;
+    partition_name text;
+BEGIN
+    SELECT p.period INTO STRICT period FROM collector.partition_policy p WHERE p.family = ensure_partition.family;
+    lower_bound := date_trunc(period, at, 'UTC');
+    partition_name := format('events_%s_%s', family, to_char(lower_bound AT TIME ZONE 'UTC', 'YYYYMMDD'));
+    IF to_regclass(format('collector.%I', partition_name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('collector.partition:' || partition_name));
+    IF to_regclass(format('collector.%I', partition_name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format(
+        'CREATE TABLE collector.%I PARTITION OF collector.%I FOR VALUES FROM (%L) TO (%L)',
+        partition_name, 'events_' || family, lower_bound,
+        lower_bound + ('1 ' || period)::interval
+    );
+    RETURN true;
+END
+$$;
+
+-- Creates partitions from `behind` before now to `ahead` after now for every family, so that
+-- ingest of current events never waits on DDL. Run at migration and periodically.
+CREATE FUNCTION collector.ensure_partitions_ahead(ahead interval DEFAULT '14 days', behind interval DEFAULT '1 day')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    created integer := 0;
+    policy record;
+    at timestamptz;
+BEGIN
+    FOR policy IN SELECT family, period FROM collector.partition_policy LOOP
+        at := now() - behind;
+        WHILE at <= now() + ahead LOOP
+            IF collector.ensure_partition(policy.family, at) THEN
+                created := created + 1;
+            END IF;
+            at := at + ('1 ' || policy.period)::interval;
+        END LOOP;
+        PERFORM collector.ensure_partition(policy.family, now() + ahead);
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+-- The ingest rule every client uses (the collector, psql, scripts): a whole batch in one call.
+-- Event arrays are parallel (element i of each is event i); rejected arrays likewise.
+-- An event whose identity (source, type, id) is already stored is a duplicate, not an error.
+CREATE FUNCTION collector.ingest(
+    ids text[], sources text[], types text[], times timestamptz[], families text[],
+    subjects text[], subject_types text[], predicates text[], type_versions text[],
+    payloads text[], metadatas text[], received_ats timestamptz[], received_vias text[],
+    rejected_reasons text[] DEFAULT '{}', rejected_locations text[] DEFAULT '{}',
+    rejected_raws text[] DEFAULT '{}', rejected_sizes integer[] DEFAULT '{}',
+    rejected_received_ats timestamptz[] DEFAULT '{}', rejected_received_vias text[] DEFAULT '{}',
+    rejected_metadatas text[] DEFAULT '{}'
+) RETURNS TABLE (stored integer, duplicate_positions integer[], rejected integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stored_positions integer[];
+    n_rejected integer := 0;
+BEGIN
+    PERFORM collector.ensure_partition(b.family, b.at)
+    FROM (
+        SELECT DISTINCT ON (f, date_trunc(p.period, t, 'UTC')) f AS family, t AS at
+        FROM unnest(families, times) AS u(f, t)
+        JOIN collector.partition_policy p ON p.family = u.f
+    ) AS b;
+
+    WITH input AS (
+        SELECT DISTINCT ON (u.id, u.source, u.type) u.*
+        FROM unnest(ids, sources, types, times, families, subjects, subject_types, predicates,
+                    type_versions, payloads, metadatas, received_ats, received_vias)
+             WITH ORDINALITY
+             AS u(id, source, type, time, family, subject, subject_type, predicate,
+                  type_version, payload, metadata, received_at, received_via, n)
+        ORDER BY u.id, u.source, u.type, u.n
+    ), fresh AS (
+        INSERT INTO collector.event_identities (id, source, type, time)
+        SELECT i.id, i.source, i.type, i.time FROM input i
+        ON CONFLICT DO NOTHING
+        RETURNING event_identities.id, event_identities.source, event_identities.type
+    ), kept AS (
+        SELECT i.* FROM input i
+        JOIN fresh f ON f.id = i.id AND f.source = i.source AND f.type = i.type
+    ), inserted AS (
+        INSERT INTO collector.events (family, time, id, source, type, subject, subject_type,
+                                      predicate, type_version, received_at, received_via,
+                                      payload, metadata)
+        SELECT k.family, k.time, k.id, k.source, k.type, k.subject, k.subject_type, k.predicate,
+               k.type_version, k.received_at, k.received_via, k.payload::jsonb,
+               coalesce(k.metadata::jsonb, '{}'::jsonb)
+        FROM kept k
+    )
+    SELECT coalesce(array_agg(k.n::integer), '{}') INTO stored_positions FROM kept k;
+
+    INSERT INTO collector.rejected_events (received_at, received_via, reason, location, raw,
+                                           raw_size, metadata)
+    SELECT r.received_at, r.received_via, r.reason, r.location, r.raw, r.size,
+           coalesce(r.metadata::jsonb, '{}'::jsonb)
+    FROM unnest(rejected_received_ats, rejected_received_vias, rejected_reasons,
+                rejected_locations, rejected_raws, rejected_sizes, rejected_metadatas)
+         AS r(received_at, received_via, reason, location, raw, size, metadata);
+    GET DIAGNOSTICS n_rejected = ROW_COUNT;
+
+    -- Positions (1-based) of the events that were not stored because their identity was.
+    RETURN QUERY SELECT
+        cardinality(stored_positions),
+        ARRAY(SELECT g FROM generate_series(1, coalesce(cardinality(ids), 0)) AS g
+              WHERE NOT EXISTS (SELECT FROM unnest(stored_positions) AS s(p) WHERE s.p = g)
+              ORDER BY g),
+        n_rejected;
+END
+$$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA collector FROM PUBLIC;
+GRANT USAGE ON SCHEMA collector TO collector_writer;
+GRANT EXECUTE ON FUNCTION collector.ingest TO collector_writer;
+
+-- The public API -------------------------------------------------------------------------
+
+CREATE VIEW api.events AS
+SELECT seq, id, source, type, time, subject, family, subject_type, predicate, type_version,
+       received_at, received_via, payload, metadata
+FROM collector.events;
+
+COMMENT ON VIEW api.events IS 'Every stored event, one row each; identity is (source, type, id). Filter on time to touch only the partitions of that range.';
+COMMENT ON COLUMN api.events.seq IS 'Ingest order: a number increasing with the order events were stored (gaps allowed).';
+COMMENT ON COLUMN api.events.id IS 'Event id: CloudEvents id or CDEvents context.id; for plain JSON a SHA-256 of its canonical JSON.';
+COMMENT ON COLUMN api.events.source IS 'Event source: CloudEvents source or CDEvents context.source (a URI-reference).';
+COMMENT ON COLUMN api.events.type IS 'Event type, e.g. dev.cdevents.pipelinerun.started.0.2.0.';
+COMMENT ON COLUMN api.events.time IS 'When the event happened (CDEvents context.timestamp, CloudEvents time), else when it was received.';
+COMMENT ON COLUMN api.events.subject IS 'CDEvents subject.id or the CloudEvents subject; null when absent.';
+COMMENT ON COLUMN api.events.family IS 'Format family: cdevents, cloudevents, ccmessage or raw.';
+COMMENT ON COLUMN api.events.subject_type IS 'CDEvents subject parsed from the type (pipelinerun, service, ...); null for other families.';
+COMMENT ON COLUMN api.events.predicate IS 'CDEvents predicate parsed from the type (started, deployed, ...); null for other families.';
+COMMENT ON COLUMN api.events.type_version IS 'Version of the event type parsed from a CDEvents type (e.g. 0.2.0); null for other families.';
+COMMENT ON COLUMN api.events.received_at IS 'When collector received the event.';
+COMMENT ON COLUMN api.events.received_via IS 'Name of the collector source that received the event (e.g. inbox).';
+COMMENT ON COLUMN api.events.payload IS 'The original event document as sent (the whole CDEvent or CloudEvent).';
+COMMENT ON COLUMN api.events.metadata IS 'Transport details: file name and line, headers, CloudEvent attributes of a wrapped CDEvent.';
+
+CREATE VIEW api.rejected_events AS
+SELECT seq, received_at, received_via, reason, location, raw, raw_size, metadata
+FROM collector.rejected_events;
+
+COMMENT ON VIEW api.rejected_events IS 'Input that could not become an event, with the reason; nothing invalid is silently dropped.';
+COMMENT ON COLUMN api.rejected_events.seq IS 'Rejection order: increases with the order rejections were stored.';
+COMMENT ON COLUMN api.rejected_events.received_at IS 'When collector received the input.';
+COMMENT ON COLUMN api.rejected_events.received_via IS 'Name of the collector source that received the input.';
+COMMENT ON COLUMN api.rejected_events.reason IS 'Why it was rejected, naming the field, e.g. "context.id: missing".';
+COMMENT ON COLUMN api.rejected_events.location IS 'Where in the delivery: "line 3" of a JSON-lines file, "index 2" of an array; null for a whole document.';
+COMMENT ON COLUMN api.rejected_events.raw IS 'The rejected input as text (first 64 KiB; invalid UTF-8 bytes escaped as \xNN).';
+COMMENT ON COLUMN api.rejected_events.raw_size IS 'Size of the rejected input in bytes, before truncation.';
+COMMENT ON COLUMN api.rejected_events.metadata IS 'Transport details: file name, headers, subject.';
+
+-- Lookups by id go through the identity table, then straight to the one time partition
+-- holding each event (LATERAL forces a parameterised, partition-pruned probe).
+CREATE FUNCTION api.events_by_id(ids text[]) RETURNS SETOF api.events
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.*
+    FROM collector.event_identities i
+    CROSS JOIN LATERAL (
+        SELECT v.* FROM api.events v
+        WHERE v.time = i.time AND v.id = i.id AND v.source = i.source AND v.type = i.type
+    ) AS e
+    WHERE i.id = ANY (ids)
+    ORDER BY e.time, e.seq
+$$;
+
+COMMENT ON FUNCTION api.events_by_id(text[]) IS 'Events whose id is in ids, ordered by time; unknown ids are simply absent. One id can match several events of different source or type.';
+
+CREATE FUNCTION api.event(id text) RETURNS SETOF api.events
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM api.events_by_id(ARRAY[id])
+$$;
+
+COMMENT ON FUNCTION api.event(text) IS 'The event(s) with this id (usually one; several when sources or types share an id). No row when unknown.';
+
+GRANT USAGE ON SCHEMA api TO collector_reader, collector_writer;
+GRANT SELECT ON ALL TABLES IN SCHEMA api TO collector_reader;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA api FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA api TO collector_reader;
+
+SELECT collector.ensure_partitions_ahead();
