@@ -1,3 +1,3 @@
-"""collector: events from folders (and later HTTP and NATS) into PostgreSQL, queried through `api`."""
+"""collector: events into PostgreSQL, queried through the `api` schema."""
 
 __version__ = "0.1.0"

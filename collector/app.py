@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import assert_never
+from typing import Any, assert_never
 
 import anyio
 import psycopg
@@ -48,13 +48,13 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield server.url
 
 
-async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[object]:
+async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[Any]:
     """Connect in autocommit, retrying while the server starts; DatabaseUnavailable after."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
     while True:
         try:
-            conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
+            conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
                 url, autocommit=True, connect_timeout=10
             )
             return conn
@@ -63,8 +63,9 @@ async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[
                 raise DatabaseUnavailable(
                     f"database: cannot connect: {str(exc).strip().splitlines()[0]}"
                 ) from None
-            log.warning("database_unavailable", error=str(exc).strip().splitlines()[0],
-                        retry_in_s=delay)
+            log.warning(
+                "database_unavailable", error=str(exc).strip().splitlines()[0], retry_in_s=delay
+            )
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -78,7 +79,7 @@ async def prepare_database(url: str, mode: str) -> None:
             names = ", ".join(m.file_name for m in status.pending)
             raise MigrationError(
                 f"database has {len(status.pending)} pending migration(s): {names}; "
-                "run `collector migrate` (or set database.migrate = \"auto\")"
+                'run `collector migrate` (or set database.migrate = "auto")'
             )
         applied = await migrations.migrate(conn, known)
         for migration in applied:
@@ -143,8 +144,7 @@ async def serve(settings: Settings, url: str) -> None:
         await outer.start(write)
         outer.start_soon(_maintenance, url, stop)
         outer.start_soon(_signals, stop, outer.cancel_scope)
-        log.info("collector_started", sources=[s.name for s in sources],
-                 sinks=list(settings.sinks))
+        log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
             for source in sources:
                 inputs.start_soon(source.run, pipeline.deliver, stop)

@@ -56,14 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"collector {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-c", "--config", type=Path, default=_env_path(CONFIG_ENV),
+        "-c",
+        "--config",
+        type=Path,
+        default=_env_path(CONFIG_ENV),
         help=f"TOML configuration file (env {CONFIG_ENV}; default ./collector.toml when "
         "present, else the embedded defaults)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", parents=[common], help="ingest until SIGINT/SIGTERM, then drain",
+        "run",
+        parents=[common],
+        help="ingest until SIGINT/SIGTERM, then drain",
         description="Start the sources, pipeline and sinks; on SIGINT/SIGTERM stop reading, "
         "commit what is in flight, and exit. A second signal exits at once (unacknowledged "
         "input is delivered again after restart).",
@@ -71,35 +76,50 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     migrate = commands.add_parser(
-        "migrate", parents=[common], help="apply pending database migrations",
+        "migrate",
+        parents=[common],
+        help="apply pending database migrations",
         description="Apply pending migrations from sql/migrations in order (one transaction "
         "each, under an advisory lock).",
     )
-    migrate.add_argument("--check", action="store_true",
-                         help="apply nothing; list pending migrations and exit 1 if any")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="apply nothing; list pending migrations and exit 1 if any",
+    )
     migrate.set_defaults(handler=cmd_migrate)
 
     config = commands.add_parser(
-        "config", parents=[common], help="validate or print the configuration",
+        "config",
+        parents=[common],
+        help="validate or print the configuration",
         description="Validate the merged configuration (file + environment) and list every "
         "error with its key path, or print it as TOML with secrets masked.",
     )
     mode = config.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="validate only (the default)")
-    mode.add_argument("--print", action="store_true", dest="print_",
-                      help="print the merged configuration as TOML, secrets masked")
+    mode.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_",
+        help="print the merged configuration as TOML, secrets masked",
+    )
     config.set_defaults(handler=cmd_config)
 
     db = commands.add_parser("db", help="the database collector uses")
     db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
     url = db_commands.add_parser(
-        "url", parents=[common], help="print the database URL `collector run` uses",
+        "url",
+        parents=[common],
+        help="print the database URL `collector run` uses",
         description="Print the URL of the database `collector run` uses; for the embedded "
-        "one it is valid while `collector run` runs, so `psql \"$(collector db url)\"` works.",
+        'one it is valid while `collector run` runs, so `psql "$(collector db url)"` works.',
     )
     url.set_defaults(handler=cmd_db_url)
     psql = db_commands.add_parser(
-        "psql", parents=[common], help="open psql (bundled with the embedded server)",
+        "psql",
+        parents=[common],
+        help="open psql (bundled with the embedded server)",
         description="Run psql on the database `collector run` uses. Extra arguments go to psql.",
     )
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql")
@@ -176,7 +196,7 @@ def cmd_db_psql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     executable = str(psql_path())
     extra = [a for a in args.psql_args if a != "--"]
-    os.execv(executable, [executable, _database_url(settings), *extra])
+    os.execv(executable, [executable, _database_url(settings), *extra])  # noqa: S606
 
 
 def _database_url(settings: Settings) -> str:

@@ -1,12 +1,12 @@
 """The one exception tree of collector; third-party errors are translated at the boundary.
 
-    CollectorError
-    ├── ConfigError            the configuration is invalid (lists every problem)
-    ├── DatabaseUnavailable    PostgreSQL cannot be reached (retried by sinks)
-    ├── MigrationError         pending, unknown or edited migrations
-    ├── EmbeddedDatabaseError  the embedded PostgreSQL could not start
-    ├── DeliveryFailed         a required sink could not commit a delivery
-    └── PipelineClosed         shutting down: no new deliveries
+CollectorError
+├── ConfigError            the configuration is invalid (lists every problem)
+├── DatabaseUnavailable    PostgreSQL cannot be reached (retried by sinks)
+├── MigrationError         pending, unknown or edited migrations
+├── EmbeddedDatabaseError  the embedded PostgreSQL could not start
+├── DeliveryFailed         a required sink could not commit a delivery
+└── PipelineClosed         shutting down: no new deliveries
 """
 
 

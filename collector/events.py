@@ -71,9 +71,7 @@ class Invalid(ValueError):
     """A document that cannot become an event; str() names the field and the fix."""
 
 
-def normalise(
-    doc: Any, raw: bytes | None, origin: Origin, metadata: dict[str, Any]
-) -> Event:
+def normalise(doc: Any, raw: bytes | None, origin: Origin, metadata: dict[str, Any]) -> Event:
     """Turn one decoded JSON document into an Event, or raise Invalid naming the field."""
     if not isinstance(doc, dict):
         raise Invalid(f"an event must be a JSON object, not {_json_kind(doc)}")

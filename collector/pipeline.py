@@ -29,9 +29,7 @@ class PipelineLimits:
 
 
 class Pipeline:
-    def __init__(
-        self, required: list[Sink], optional: list[Sink], limits: PipelineLimits
-    ) -> None:
+    def __init__(self, required: list[Sink], optional: list[Sink], limits: PipelineLimits) -> None:
         if not required:
             raise ValueError("a pipeline needs at least one required sink")
         self.required = required
@@ -66,7 +64,9 @@ class Pipeline:
             raise DeliveryFailed(str(delivery.error)) from delivery.error
         return delivery
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Open the sinks, write batches until close() and the queue is empty, close the sinks."""
         for sink in [*self.required, *(o.sink for o in self.optional)]:
             await sink.open()
@@ -175,7 +175,7 @@ class OptionalSink:
 
     def __init__(self, sink: Sink, capacity: int | None = None) -> None:
         self.sink = sink
-        self.capacity = capacity or getattr(sink, "buffer", 10_000)
+        self.capacity = capacity or sink.buffer or 10_000
         self.dropped = 0
         self._send, self._receive = anyio.create_memory_object_stream[Batch](math.inf)
         self._buffered = 0
@@ -184,8 +184,12 @@ class OptionalSink:
         size = len(batch.events)
         if self._buffered + size > self.capacity:
             self.dropped += size
-            log.warning("optional_sink_dropped", sink=self.sink.name, events=size,
-                        dropped_total=self.dropped)
+            log.warning(
+                "optional_sink_dropped",
+                sink=self.sink.name,
+                events=size,
+                dropped_total=self.dropped,
+            )
             return
         self._buffered += size
         self._send.send_nowait(batch)
@@ -201,5 +205,10 @@ class OptionalSink:
                     await self.sink.write(batch)
                 except Exception as exc:
                     self.dropped += len(batch.events)
-                    log.warning("optional_sink_failed", sink=self.sink.name, error=str(exc),
-                                events=len(batch.events), dropped_total=self.dropped)
+                    log.warning(
+                        "optional_sink_failed",
+                        sink=self.sink.name,
+                        error=str(exc),
+                        events=len(batch.events),
+                        dropped_total=self.dropped,
+                    )

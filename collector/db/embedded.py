@@ -119,13 +119,32 @@ class EmbeddedPostgres:
             bin_dir = self._reachable_bin_dir()
             self._prepare_folders()
             if not (lay.pgdata / "PG_VERSION").exists():
-                self._run(bin_dir / "initdb", "--auth=trust", "--encoding=UTF8", "--no-instructions",
-                          "-U", "postgres", "-D", str(lay.pgdata))
+                self._run(
+                    bin_dir / "initdb",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(lay.pgdata),
+                )
             if not self._running(bin_dir):
                 log_file = lay.pgdata / "log"
                 options = f"-h '' -k {lay.socket_dir} -c max_connections=200 -c fsync=on"
-                self._run(bin_dir / "pg_ctl", "-w", "-t", "60", "-D", str(lay.pgdata),
-                          "-l", str(log_file), "-o", options, "start")
+                self._run(
+                    bin_dir / "pg_ctl",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(lay.pgdata),
+                    "-l",
+                    str(log_file),
+                    "-o",
+                    options,
+                    "start",
+                )
             owner = self._owner()
             if owner is None or not _alive(owner):
                 self._owner_file.write_text(str(os.getpid()))
@@ -139,8 +158,17 @@ class EmbeddedPostgres:
             return
         with self._lock():
             if self._owner() == os.getpid():
-                self._run(self._reachable_bin_dir() / "pg_ctl", "-w", "-t", "60",
-                          "-D", str(self.layout.pgdata), "-m", "fast", "stop")
+                self._run(
+                    self._reachable_bin_dir() / "pg_ctl",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    str(self.layout.pgdata),
+                    "-m",
+                    "fast",
+                    "stop",
+                )
                 self._owner_file.unlink(missing_ok=True)
         self._started = False
         log.info("embedded_postgres_stopped")
@@ -172,7 +200,9 @@ class EmbeddedPostgres:
     def _running(self, bin_dir: Path) -> bool:
         result = subprocess.run(
             [str(bin_dir / "pg_ctl"), "-D", str(self.layout.pgdata), "status"],
-            capture_output=True, user=self.layout.run_as, check=False,
+            capture_output=True,
+            user=self.layout.run_as,
+            check=False,
         )
         return result.returncode == 0
 
@@ -203,23 +233,39 @@ class EmbeddedPostgres:
         if not (copy / "bin" / "postgres").exists():
             staging = Path(tempfile.mkdtemp(prefix="collector-pgbin-"))
             shutil.copytree(install, staging / "install", symlinks=True)
-            os.chmod(staging, 0o755)
+            os.chmod(staging, 0o755)  # noqa: S103 - the service user must run these binaries
             shutil.rmtree(copy, ignore_errors=True)
             (staging / "install").rename(copy)
             shutil.rmtree(staging, ignore_errors=True)
         return copy / "bin"
 
     def _ensure_database(self, bin_dir: Path) -> None:
-        psql = [str(bin_dir / "psql"), "-X", "-q", "-t", "-A", "-h", str(self.layout.socket_dir),
-                "-U", "postgres", "-d", "postgres", "-c"]
+        psql = [
+            str(bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-h",
+            str(self.layout.socket_dir),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+        ]
         exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
         if exists.strip() != "1":
             self._run(*psql, f"CREATE DATABASE {DATABASE}")
 
     def _run(self, *command: str | Path) -> str:
         result = subprocess.run(
-            [str(c) for c in command], capture_output=True, text=True, check=False,
-            user=self.layout.run_as, cwd=tempfile.gettempdir(),
+            [str(c) for c in command],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.layout.run_as,
+            cwd=tempfile.gettempdir(),
         )
         if result.returncode != 0:
             log_file = self.layout.pgdata / "log"
@@ -238,8 +284,18 @@ def _service_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SERVICE_USER], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
         return pwd.getpwnam(SERVICE_USER)
 
 

@@ -23,4 +23,7 @@ def queries() -> dict[str, LiteralString]:
     text = (sql_dir() / "queries.sql").read_text()
     blocks = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     # Our own shipped file, never user input: safe to treat as literal SQL.
-    return {name: cast(LiteralString, body.strip()) for name, body in zip(blocks[1::2], blocks[2::2])}
+    return {
+        name: cast(LiteralString, body.strip())
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
+    }

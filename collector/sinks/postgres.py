@@ -28,14 +28,17 @@ _DATA_ERROR_CLASSES = ("22", "54")
 
 
 class PostgresSink:
-    def __init__(
-        self, name: str, url: str, pool_size: int = 4, max_backoff_s: float = 5.0
-    ) -> None:
+    def __init__(self, name: str, url: str, pool_size: int = 4, max_backoff_s: float = 5.0) -> None:
         self.name = name
         self.buffer = 0
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True},
-            name=f"collector-{name}", timeout=10,
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            name=f"collector-{name}",
+            timeout=10,
         )
         self._max_backoff_s = max_backoff_s
         self.database_errors = 0
@@ -58,7 +61,9 @@ class PostgresSink:
                 delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
                 log.warning(
                     "database_unavailable" if _is_connection_error(exc) else "database_error",
-                    sink=self.name, attempt=attempt, retry_in_s=round(delay, 2),
+                    sink=self.name,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 2),
                     error=_first_line(exc),
                 )
                 await anyio.sleep(delay)
@@ -85,7 +90,9 @@ class PostgresSink:
 
     async def _call_ingest(self, events: list[Event], rejected: list[RejectedEvent]) -> BatchResult:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(queries()["ingest"], _parameters(events, rejected), prepare=True)
+            cur = await conn.execute(
+                queries()["ingest"], _parameters(events, rejected), prepare=True
+            )
             row = await cur.fetchone()
         assert row is not None
         stored, positions, n_rejected = row

@@ -20,8 +20,8 @@ import anyio
 import orjson
 import structlog
 
-from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
 from collector.errors import DeliveryFailed, PipelineClosed
+from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
 from collector.ports import Deliver, Delivery
 from collector.settings import FolderSourceSettings
 
@@ -76,13 +76,13 @@ class FolderSource:
                     if stop.is_set():
                         break
                     await limiter.acquire()
-                    claimed = self._claim(path)
-                    if claimed is None:
+                    taken = self._claim(path)
+                    if taken is None:
                         limiter.release()
                         continue
                     found = True
-                    in_flight.add(claimed)
-                    tg.start_soon(self._process, claimed, deliver, limiter, in_flight)
+                    in_flight.add(taken)
+                    tg.start_soon(self._process, taken, deliver, limiter, in_flight)
                 if not found:
                     with anyio.move_on_after(self.settings.poll_interval_s):
                         await stop.wait()
@@ -164,8 +164,9 @@ class FolderSource:
             return
         if failures:
             # Give the file back to the inbox: it is read again on the next scan.
-            log.error("file_delivery_failed", source=self.name, file=relative,
-                      error=str(failures[0]))
+            log.error(
+                "file_delivery_failed", source=self.name, file=relative, error=str(failures[0])
+            )
             self._move(claimed, self.path / relative)
             return
         stored = sum(d.stored for d in deliveries)
@@ -179,8 +180,12 @@ class FolderSource:
         self.files_done += not rejected
         log.info(
             "file_done" if not rejected else "file_failed",
-            source=self.name, file=relative, events=len(events), stored=stored,
-            duplicates=duplicates, rejected=len(rejected),
+            source=self.name,
+            file=relative,
+            events=len(events),
+            stored=stored,
+            duplicates=duplicates,
+            rejected=len(rejected),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
 

@@ -1,0 +1,2 @@
+def test_database_is_migrated(db):
+    assert db.execute("select count(*) from api.events").fetchone() == (0,)
