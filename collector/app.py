@@ -115,15 +115,15 @@ def build_sources(settings: Settings) -> list[Source]:
 
 
 async def run(settings: Settings) -> None:
+    sources = build_sources(settings)  # configuration problems first, before any database work
     with database_url(settings) as url:
         log.info("database", url=mask_url(url))
         await prepare_database(url, settings.database.migrate)
-        await serve(settings, url)
+        await serve(settings, url, sources)
 
 
-async def serve(settings: Settings, url: str) -> None:
+async def serve(settings: Settings, url: str, sources: list[Source]) -> None:
     required, optional = build_sinks(settings, url)
-    sources = build_sources(settings)
     limits = PipelineLimits(
         queue_size=settings.pipeline.queue_size,
         batch_size=settings.pipeline.batch_size,

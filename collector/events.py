@@ -129,12 +129,17 @@ def _cloudevent(
     data = doc.get("data")
     if event_type.startswith("dev.cdevents") and isinstance(data, dict) and "context" in data:
         # A CDEvent carried as CloudEvent data (the CDEvents CloudEvents binding).
+        if not isinstance(data["context"], dict):
+            raise Invalid("data.context: must be an object (a CDEvent's context)")
         attributes = {k: v for k, v in doc.items() if k != "data"}
         event = _cdevent(data, None, origin, {**metadata, "cloudevent": attributes})
+        if b"\\u0000" in orjson.dumps(attributes):  # kept in metadata, a jsonb column
+            raise Invalid("attributes: contain \\u0000, which PostgreSQL jsonb cannot store")
         return event
     subject = doc.get("subject")
     if subject is not None and not isinstance(subject, str):
         raise Invalid("subject: must be a string")
+    subject = _checked_text(subject, "subject")  # before the payload check, to name the field
     time = _time(doc.get("time"), "time", required=False) or origin.received_at
     return Event(
         id=event_id,
@@ -145,7 +150,7 @@ def _cloudevent(
         payload=_payload(doc, raw),
         received_at=origin.received_at,
         received_via=origin.received_via,
-        subject=_checked_text(subject, "subject"),
+        subject=subject,
         metadata=metadata,
     )
 

@@ -134,8 +134,8 @@ class Pipeline:
                 for sink in self.required:
                     tg.start_soon(_write_one, sink, batch, results)
         except Exception as exc:  # a required sink gave up: fail the deliveries, keep running
-            error = exc
-            log.error("batch_failed", events=len(batch.events), error=str(exc))
+            error = _sink_error(exc)
+            log.error("batch_failed", events=len(batch.events), error=str(error))
         if error is None:
             _attribute_counts(deliveries, results)
             first = next(iter(results.values()))
@@ -157,6 +157,13 @@ class Pipeline:
 
 async def _write_one(sink: Sink, batch: Batch, results: dict[str, BatchResult]) -> None:
     results[sink.name] = await sink.write(batch)
+
+
+def _sink_error(exc: BaseException) -> BaseException:
+    # The task group wraps a sink's error in an ExceptionGroup: report the sink's own error.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult]) -> None:

@@ -7,6 +7,7 @@ a folder source `inbox` and a postgres sink. Unknown keys are errors naming the 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -191,8 +192,14 @@ def _describe(err: Any) -> str:
         return f"config: {where}: unknown key"
     if err["type"] == "missing":
         return f"config: {where}: required key is missing"
+    if err["type"] == "union_tag_not_found":
+        return f"config: {where}.type: required key is missing"
+    if err["type"] == "union_tag_invalid":
+        expected = err["ctx"]["expected_tags"]
+        return f"config: {where}.type: {err['ctx']['tag']!r} is not one of {expected}"
     message = str(err["msg"]).removeprefix("Value error, ")
-    return f"config: {where}: {message}"
+    # Model-level checks carry no location: their message starts with the key already.
+    return f"config: {where}: {message}" if loc else f"config: {message}"
 
 
 _UNION_TAGS = {"folder", "postgres", "stdout"}
@@ -209,8 +216,13 @@ def masked(settings: Settings) -> dict[str, Any]:
 def mask_url(url: str) -> str:
     if not url:
         return ""
+    # libpq also takes the password as a parameter: `?password=` or key=value `password=`.
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")

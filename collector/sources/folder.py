@@ -20,7 +20,7 @@ import anyio
 import orjson
 import structlog
 
-from collector.errors import DeliveryFailed, PipelineClosed
+from collector.errors import ConfigError, DeliveryFailed, PipelineClosed
 from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
 from collector.ports import Deliver, Delivery
 from collector.settings import FolderSourceSettings
@@ -49,8 +49,11 @@ class FolderSource:
         """Create the folders (the inbox itself only when its parent exists)."""
         if not self.path.is_dir():
             if not self.path.parent.is_dir():
-                raise FileNotFoundError(
-                    f"config: sources.{self.name}.path: folder {str(self.path)!r} does not exist"
+                raise ConfigError(
+                    [
+                        f"config: sources.{self.name}.path: folder {str(self.path)!r} does not "
+                        "exist (nor its parent): create it or fix the path"
+                    ]
                 )
             self.path.mkdir(exist_ok=True)
         for folder in (self.claimed_dir, self.failed_dir) + (
