@@ -1,0 +1,97 @@
+"""The line-protocol parser against the InfluxDB syntax and ClusterCockpit's message kinds."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.lineprotocol import LineProtocolError, Point, parse_line, parse_lines, timestamp_ns
+
+
+def test_clustercockpit_event_with_tags_and_timestamp() -> None:
+    point = parse_line(
+        'start_job,cluster=fritz,hostname=f0101,type=node,type-id=0 event="{\\"jobId\\":123}"'
+        " 1700000000000000000"
+    )
+    assert point == Point(
+        measurement="start_job",
+        tags={"cluster": "fritz", "hostname": "f0101", "type": "node", "type-id": "0"},
+        fields={"event": '{"jobId":123}'},
+        timestamp=1700000000000000000,
+    )
+    assert point.kind == "event"
+
+
+def test_log_metric_and_control_kinds() -> None:
+    assert parse_line('slurmd,hostname=n1,loglevel=warn log="disk almost full"').kind == "log"
+    assert parse_line("cpu_load,hostname=n1,type=node value=1.5 1700000000").kind == "metric"
+    assert parse_line('freq,hostname=n1,method=PUT control="2400"').kind == "control"
+    with pytest.raises(LineProtocolError, match="no ClusterCockpit field"):
+        _ = parse_line("weird,hostname=n1 count=3i").kind
+
+
+def test_escapes_in_measurement_tags_and_strings() -> None:
+    point = parse_line(
+        r'my\ event,fs\=name=/home\,scratch,path=a\ b msg="say \"hi\" \\ bye",n=-3i,u=4u,ok=T'
+    )
+    assert point.measurement == "my event"
+    assert point.tags == {"fs=name": "/home,scratch", "path": "a b"}
+    assert point.fields == {"msg": 'say "hi" \\ bye', "n": -3, "u": 4, "ok": True}
+    assert point.timestamp is None
+
+
+def test_string_fields_may_hold_spaces_commas_and_equals() -> None:
+    point = parse_line('ev,hostname=n1 event="a, b = c",value=2 42')
+    assert point.fields == {"event": "a, b = c", "value": 2.0}
+    assert point.timestamp == 42
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("just_a_measurement", "not line protocol"),
+        ("m,hostname value=1", "tag 'hostname': expected key=value"),
+        ("m value=", "field value: missing value"),
+        ("m value=abc", "field value: 'abc' is not a number"),
+        ("m value=nan", "not a finite number"),
+        ("m value=-1u", "not a number"),
+        ('m event="unterminated', "not line protocol"),
+        ("m value=1 notatime", "not line protocol"),
+    ],
+)
+def test_bad_lines_name_the_problem(line: str, message: str) -> None:
+    with pytest.raises(LineProtocolError, match=message):
+        parse_line(line)
+
+
+def test_parse_lines_keeps_good_lines_and_numbers_bad_ones() -> None:
+    text = (
+        "# a comment\n"
+        'start_job,hostname=a event="x" 1\n'
+        "\n"
+        "garbage\n"
+        'node_down,hostname=b event="y" 2\n'
+    )
+    results = parse_lines(text)
+    assert [number for number, _ in results] == [2, 4, 5]
+    assert isinstance(results[0][1], Point)
+    assert isinstance(results[1][1], LineProtocolError)
+    assert isinstance(results[2][1], Point)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (1_700_000_000, 1_700_000_000_000_000_000),
+        (1_700_000_000_123, 1_700_000_000_123_000_000),
+        (1_700_000_000_123_456, 1_700_000_000_123_456_000),
+        (1_700_000_000_123_456_789, 1_700_000_000_123_456_789),
+    ],
+)
+def test_timestamp_precision_is_guessed_from_magnitude(timestamp: int, expected: int) -> None:
+    assert timestamp_ns(timestamp) == expected
+
+
+def test_explicit_precision_wins() -> None:
+    assert timestamp_ns(1_700_000_000_000, "s") == 1_700_000_000_000 * 10**9
+    with pytest.raises(LineProtocolError, match="precision 'h'"):
+        timestamp_ns(1, "h")
