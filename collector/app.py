@@ -18,11 +18,12 @@ import structlog
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
-from collector.errors import DatabaseUnavailable, MigrationError
+from collector.errors import ConfigError, DatabaseUnavailable, MigrationError
 from collector.pipeline import Pipeline, PipelineLimits
-from collector.ports import Sink, Source
+from collector.ports import HttpRequest, HttpResponse, Sink, Source
 from collector.settings import (
     FolderSourceSettings,
+    HttpSourceSettings,
     PostgresSinkSettings,
     Settings,
     StdoutSinkSettings,
@@ -31,6 +32,9 @@ from collector.settings import (
 from collector.sinks.postgres import PostgresSink
 from collector.sinks.stdout import StdoutSink
 from collector.sources.folder import FolderSource
+from collector.sources.http import HttpSource
+from collector.web import WebApp, json_response
+from collector.web import serve as serve_http
 
 log = structlog.get_logger("collector")
 
@@ -104,14 +108,63 @@ def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
 
 def build_sources(settings: Settings) -> list[Source]:
     sources: list[Source] = []
+    paths: dict[str, str] = {}
     for name, config in settings.sources.items():
         if isinstance(config, FolderSourceSettings):
-            source = FolderSource(name, config, chunk_size=settings.pipeline.batch_size)
-            source.prepare()
-            sources.append(source)
+            folder = FolderSource(name, config, chunk_size=settings.pipeline.batch_size)
+            folder.prepare()
+            sources.append(folder)
+        elif isinstance(config, HttpSourceSettings):
+            http = HttpSource(name, config, settings.http)
+            if http.path in paths:
+                raise ConfigError(
+                    [
+                        f"config: sources.{name}.path: {http.path} is already used by "
+                        f"sources.{paths[http.path]}"
+                    ]
+                )
+            paths[http.path] = name
+            sources.append(http)
         else:
             assert_never(config)
     return sources
+
+
+def build_web(
+    settings: Settings, sources: list[Source], pipeline: Pipeline, sinks: list[Sink]
+) -> WebApp | None:
+    http_sources = [s for s in sources if isinstance(s, HttpSource)]
+    enabled = settings.http.enabled
+    if enabled is False or (enabled is None and not http_sources):
+        return None
+    app = WebApp()
+    for source in http_sources:
+        app.add("POST", source.path, source.handle)
+    databases = [s for s in sinks if isinstance(s, PostgresSink)]
+
+    async def healthz(request: HttpRequest) -> HttpResponse:
+        return json_response(200, {"status": "alive"})
+
+    async def readyz(request: HttpRequest) -> HttpResponse:
+        problems = []
+        if pipeline.saturated:
+            problems.append("queue full")
+        for sink in databases:
+            if not await sink.ping():
+                problems.append(f"sink {sink.name}: database unreachable")
+        status = 503 if problems else 200
+        return json_response(
+            status,
+            {
+                "status": "ready" if not problems else "not ready",
+                "problems": problems,
+                "queue_depth": pipeline.depth,
+            },
+        )
+
+    app.add("GET", "/healthz", healthz)
+    app.add("GET", "/readyz", readyz)
+    return app
 
 
 async def run(settings: Settings) -> None:
@@ -146,8 +199,11 @@ async def serve(settings: Settings, url: str, sources: list[Source]) -> None:
         outer.start_soon(_signals, stop, outer.cancel_scope)
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
+            web = build_web(settings, sources, pipeline, [*required, *optional])
+            if web is not None:
+                await inputs.start(serve_http, web, settings.http, stop)
             for source in sources:
-                inputs.start_soon(source.run, pipeline.deliver, stop)
+                inputs.start_soon(source.run, pipeline, stop)
             await stop.wait()
             # Sources finish what they hold; past the timeout the rest stays unacknowledged
             # (claimed files, unacked messages) and is delivered again after a restart.

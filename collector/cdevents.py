@@ -38,7 +38,7 @@ class UnknownType(ValueError):
 
 def parse_type(event_type: str) -> tuple[str, str, str]:
     """Split a CDEvents type into (subject, predicate, version); UnknownType names the problem."""
-    match = TYPE_PATTERN.match(event_type)
+    match = TYPE_PATTERN.fullmatch(event_type)
     if match is None:
         raise UnknownType(
             "is not a CDEvents type (expected dev.cdevents.<subject>.<predicate>.<version>)"

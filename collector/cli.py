@@ -219,7 +219,8 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
 
 
 def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else orjson.dumps(key).decode()
+    bare = key.isascii() and key.replace("_", "").replace("-", "").isalnum()
+    return key if bare else _toml_string(key)
 
 
 def _toml_value(value: Any) -> str:
@@ -229,7 +230,12 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return orjson.dumps(str(value)).decode()
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    # A JSON string is a TOML basic string, except that TOML also forbids a raw DEL.
+    return orjson.dumps(text).decode().replace("\x7f", "\\u007f")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,23 @@ class Pipeline:
     def depth(self) -> int:
         return self._queued
 
+    @property
+    def saturated(self) -> bool:
+        """True while the queue is full: new deliveries would wait."""
+        return self._queued >= self.limits.queue_size
+
+    @property
+    def accepting(self) -> bool:
+        """False while the queue is full or a required sink cannot commit."""
+        return not self._closing and not self.saturated and all(s.healthy for s in self.required)
+
     async def deliver(self, delivery: Delivery) -> Delivery:
         """Queue a delivery (waiting for room) and return once required sinks committed it."""
+        await self.enqueue(delivery)
+        return await wait_committed(delivery)
+
+    async def enqueue(self, delivery: Delivery) -> None:
+        """Queue a delivery, waiting for room; cancelling the wait leaves nothing queued."""
         async with self._changed:
             # A delivery larger than the queue is let in alone, so it cannot wait forever.
             while (
@@ -59,10 +74,6 @@ class Pipeline:
             self._queue.append(delivery)
             self._queued += delivery.size
             self._changed.notify_all()
-        await delivery.done.wait()
-        if delivery.error is not None:
-            raise DeliveryFailed(str(delivery.error)) from delivery.error
-        return delivery
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -175,6 +186,14 @@ def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult
         delivery.duplicates = sum(1 for i in range(offset, offset + count) if i in duplicates)
         delivery.stored = count - delivery.duplicates
         offset += count
+
+
+async def wait_committed(delivery: Delivery) -> Delivery:
+    """Wait until required sinks committed a queued delivery; DeliveryFailed if they gave up."""
+    await delivery.done.wait()
+    if delivery.error is not None:
+        raise DeliveryFailed(str(delivery.error)) from delivery.error
+    return delivery
 
 
 class OptionalSink:

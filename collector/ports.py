@@ -29,9 +29,6 @@ class Delivery:
         return len(self.events) + len(self.rejected)
 
 
-Deliver = Callable[[Delivery], Awaitable[Delivery]]
-
-
 @dataclass(slots=True)
 class Batch:
     events: list[Event] = field(default_factory=list)
@@ -48,6 +45,7 @@ class BatchResult:
 class Sink(Protocol):
     name: str
     buffer: int  # optional sinks: events buffered before dropping
+    healthy: bool  # False while writes fail (e.g. the database is unreachable)
 
     async def open(self) -> None: ...
 
@@ -58,9 +56,50 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
+class Intake(Protocol):
+    """What the pipeline offers sources: deliver and wait for the commit, or queue only."""
+
+    @property
+    def accepting(self) -> bool:
+        """False while the queue is full or a required sink cannot commit."""
+        ...
+
+    async def deliver(self, delivery: Delivery) -> Delivery:
+        """Queue (waiting for room) and return once required sinks committed; else raise."""
+        ...
+
+    async def enqueue(self, delivery: Delivery) -> None:
+        """Queue a delivery, waiting for room; cancelling the wait queues nothing."""
+        ...
+
+
 class Source(Protocol):
     name: str
 
-    async def run(self, deliver: Deliver, stop: anyio.Event) -> None:
-        """Receive input and hand it to `deliver` until `stop` is set; then return."""
+    async def run(self, intake: Intake, stop: anyio.Event) -> None:
+        """Receive input and hand it to `intake` until `stop` is set; then return."""
         ...
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"body larger than {limit} bytes")
+
+
+@dataclass
+class HttpRequest:
+    """One HTTP request as the server hands it to an HTTP source; the body is read on demand."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    read_body: Callable[[int], Awaitable[bytes]]  # raises BodyTooLarge past the limit
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collector.errors import ConfigError
@@ -23,7 +31,7 @@ ENV_PREFIX = "COLLECTOR__"
 DEFAULT_CONFIG_FILE = Path("collector.toml")
 
 DEFAULTS: dict[str, Any] = {
-    "sources": {"inbox": {"type": "folder", "path": "inbox"}},
+    "sources": {"inbox": {"type": "folder", "path": "inbox"}, "webhook": {"type": "http"}},
     "sinks": {"db": {"type": "postgres"}},
 }
 
@@ -95,7 +103,105 @@ class FolderSourceSettings(Section):
     )
 
 
-SourceSettings = Annotated[FolderSourceSettings, Field(discriminator="type")]
+class NoAuthSettings(Section):
+    type: Literal["none"]
+
+
+class TokenAuthSettings(Section):
+    type: Literal["token"]
+    token: SecretStr
+    header: str = Field(
+        default="authorization",
+        description="authorization: expects 'Bearer <token>'; any other header: the token as is",
+    )
+
+
+class HmacAuthSettings(Section):
+    type: Literal["hmac"]
+    secrets: list[SecretStr] = Field(
+        description="HMAC-SHA256 keys; several for rotation (secrets_file: one per line)"
+    )
+    header: str = "x-hub-signature-256"
+    prefix: str = "sha256="
+    encoding: Literal["hex", "base64"] = "hex"
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _lines(cls, value: Any) -> Any:
+        return (
+            [line for line in value.splitlines() if line.strip()]
+            if isinstance(value, str)
+            else value
+        )
+
+
+class JwtAuthSettings(Section):
+    type: Literal["jwt"]
+    public_keys: list[str] = Field(
+        description="Ed25519 public keys: base64 of the raw 32 bytes (file: one per line)"
+    )
+
+    @field_validator("public_keys", mode="before")
+    @classmethod
+    def _lines(cls, value: Any) -> Any:
+        return (
+            [line for line in value.splitlines() if line.strip()]
+            if isinstance(value, str)
+            else value
+        )
+
+
+AuthSettings = Annotated[
+    NoAuthSettings | TokenAuthSettings | HmacAuthSettings | JwtAuthSettings,
+    Field(discriminator="type"),
+]
+
+
+class HttpSourceSettings(Section):
+    type: Literal["http"]
+    path: str | None = Field(default=None, description="default: /webhook/<name>")
+    format: Literal["events", "lineprotocol"] = Field(
+        default="events",
+        description="events: CloudEvents/CDEvents/JSON bodies; lineprotocol: ClusterCockpit",
+    )
+    ack: Literal["commit", "enqueue"] = Field(
+        default="commit",
+        description="commit: answer once stored (durable); enqueue: answer once queued (fast, "
+        "lost if collector crashes before the commit)",
+    )
+    auth: AuthSettings = Field(default_factory=lambda: NoAuthSettings(type="none"))
+    max_events: int = Field(default=10_000, ge=1, description="events per request")
+    queue_wait_s: float = Field(
+        default=5.0, ge=0, description="wait this long for room in a full queue, then 503"
+    )
+    cluster: str | None = Field(
+        default=None, description="lineprotocol: cluster when neither tag nor ?cluster= gives one"
+    )
+    event_type: str | None = Field(default=None, description="type for plain JSON without one")
+    event_source: str | None = Field(default=None, description="source for plain JSON")
+
+
+SourceSettings = Annotated[FolderSourceSettings | HttpSourceSettings, Field(discriminator="type")]
+
+
+class HttpSettings(Section):
+    enabled: bool | None = Field(
+        default=None, description="serve HTTP; default: when an http source is configured"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS")
+    tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies get 413")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="answer 503 when not committed within this time"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
 
 
 class PostgresSinkSettings(Section):
@@ -130,6 +236,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     sinks: dict[str, SinkSettings] = Field(default_factory=dict)
 
@@ -202,12 +309,12 @@ def _describe(err: Any) -> str:
     return f"config: {where}: {message}" if loc else f"config: {message}"
 
 
-_UNION_TAGS = {"folder", "postgres", "stdout"}
+_UNION_TAGS = {"folder", "http", "postgres", "stdout", "none", "token", "hmac", "jwt"}
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The merged configuration as plain data, with every secret masked."""
-    data: dict[str, Any] = settings.model_dump(mode="json")
+    data: dict[str, Any] = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
     url = settings.database.url.get_secret_value()
     data["database"]["url"] = mask_url(url)
     return data

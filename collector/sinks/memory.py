@@ -13,6 +13,7 @@ class MemorySink:
     def __init__(self, name: str = "memory") -> None:
         self.name = name
         self.buffer = 0
+        self.healthy = True
         self.events: dict[tuple[str, str, str], Event] = {}
         self.rejected: list[RejectedEvent] = []
         self.fail_next: int = 0  # raise on the next N writes, to test retries and failures

@@ -31,6 +31,7 @@ class PostgresSink:
     def __init__(self, name: str, url: str, pool_size: int = 4, max_backoff_s: float = 5.0) -> None:
         self.name = name
         self.buffer = 0
+        self.healthy = True
         self._pool = AsyncConnectionPool(
             url,
             min_size=1,
@@ -49,14 +50,26 @@ class PostgresSink:
     async def close(self) -> None:
         await self._pool.close()
 
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True when the database answers within the timeout (for /readyz)."""
+        with anyio.move_on_after(timeout_s):
+            try:
+                async with self._pool.connection(timeout=timeout_s) as conn:
+                    await conn.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                return False
+        return False
+
     async def write(self, batch: Batch) -> BatchResult:
         attempt = 0
         while True:
             try:
-                return await self._write_isolating(batch)
+                result = await self._write_isolating(batch)
             except psycopg.Error as exc:
                 attempt += 1
                 self.database_errors += 1
+                self.healthy = False
                 delay = min(self._max_backoff_s, 0.1 * 2 ** min(attempt, 10))
                 delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
                 log.warning(
@@ -67,6 +80,11 @@ class PostgresSink:
                     error=_first_line(exc),
                 )
                 await anyio.sleep(delay)
+                continue
+            if attempt:
+                log.info("database_available", sink=self.name, after_attempts=attempt)
+            self.healthy = True
+            return result
 
     async def _write_isolating(self, batch: Batch) -> BatchResult:
         try:

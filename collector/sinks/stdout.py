@@ -14,6 +14,7 @@ class StdoutSink:
     def __init__(self, name: str, buffer: int = 10_000, stream: IO[bytes] | None = None) -> None:
         self.name = name
         self.buffer = buffer
+        self.healthy = True
         self._stream = stream
 
     async def open(self) -> None:

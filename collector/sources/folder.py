@@ -22,7 +22,7 @@ import structlog
 
 from collector.errors import ConfigError, DeliveryFailed, PipelineClosed
 from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
-from collector.ports import Deliver, Delivery
+from collector.ports import Delivery, Intake
 from collector.settings import FolderSourceSettings
 
 log = structlog.get_logger("collector.sources.folder")
@@ -61,7 +61,7 @@ class FolderSource:
         ):
             folder.mkdir(parents=True, exist_ok=True)
 
-    async def run(self, deliver: Deliver, stop: anyio.Event) -> None:
+    async def run(self, intake: Intake, stop: anyio.Event) -> None:
         self.prepare()
         limiter = anyio.Semaphore(self.settings.max_files_in_flight)
         in_flight: set[Path] = set()
@@ -72,7 +72,7 @@ class FolderSource:
                 if claimed.is_file():
                     await limiter.acquire()
                     in_flight.add(claimed)
-                    tg.start_soon(self._process, claimed, deliver, limiter, in_flight)
+                    tg.start_soon(self._process, claimed, intake, limiter, in_flight)
             while not stop.is_set():
                 found = False
                 for path in self._ready_files():
@@ -85,7 +85,7 @@ class FolderSource:
                         continue
                     found = True
                     in_flight.add(taken)
-                    tg.start_soon(self._process, taken, deliver, limiter, in_flight)
+                    tg.start_soon(self._process, taken, intake, limiter, in_flight)
                 if not found:
                     with anyio.move_on_after(self.settings.poll_interval_s):
                         await stop.wait()
@@ -137,7 +137,7 @@ class FolderSource:
     # -- processing ------------------------------------------------------------------------
 
     async def _process(
-        self, claimed: Path, deliver: Deliver, limiter: anyio.Semaphore, in_flight: set[Path]
+        self, claimed: Path, intake: Intake, limiter: anyio.Semaphore, in_flight: set[Path]
     ) -> None:
         relative = self._original_name(claimed)
         started = time.perf_counter()
@@ -145,7 +145,7 @@ class FolderSource:
 
         async def send(delivery: Delivery) -> None:
             try:
-                await deliver(delivery)
+                await intake.deliver(delivery)
             except (DeliveryFailed, PipelineClosed) as exc:
                 failures.append(exc)
 

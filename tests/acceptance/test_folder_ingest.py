@@ -212,6 +212,7 @@ def test_embedded_defaults_with_no_configuration(tmp_path: Path) -> None:
     os.chmod(workdir, 0o700)
     before = {p: stat.S_IMODE(p.stat().st_mode) for p in [workdir, *workdir.parents]}
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
+    env["COLLECTOR__HTTP__PORT"] = "0"  # the default webhook source: any free port
     shutil.copytree(REPO / "samples" / "inbox", workdir / "inbox")
     log = (workdir / "collector.log").open("wb")
     proc = subprocess.Popen(

@@ -1,0 +1,126 @@
+"""ClusterCockpit messages (line protocol) as events of family `ccmessage`.
+
+An event line (string field `event`) becomes type `org.clustercockpit.event.<name>`, a log
+line (`log`) `org.clustercockpit.log.<name>`; job events sent as measurement `start_job` or as
+`job,function=start_job` get the same type. Metric lines (`value`) are not events: they are
+counted and skipped. The id is a hash of the line's content, so a resent line is a duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from collector.events import Event, Invalid, Origin, RejectedEvent
+from collector.lineprotocol import LineProtocolError, Point, parse_lines, timestamp_ns
+
+TYPE_PREFIX = "org.clustercockpit"
+JOB_FUNCTIONS = {"start_job", "stop_job"}
+
+
+@dataclass
+class Decoded:
+    events: list[Event] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    metrics_skipped: int = 0
+    other_skipped: int = 0  # control messages: not stored
+
+
+def decode(
+    text: str,
+    origin: Origin,
+    *,
+    cluster: str | None = None,
+    precision: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Decoded:
+    """Parse line protocol into events; a bad line is rejected alone, naming its number."""
+    result = Decoded()
+    lines = text.split("\n")
+    for number, parsed in parse_lines(text):
+        raw = lines[number - 1].strip().encode()
+        meta = {**(metadata or {}), "line": number}
+        try:
+            if isinstance(parsed, LineProtocolError):
+                raise parsed
+            kind = parsed.kind
+            if kind == "metric":
+                result.metrics_skipped += 1
+                continue
+            if kind == "control":
+                result.other_skipped += 1
+                continue
+            result.events.append(to_event(parsed, origin, cluster, precision, meta))
+        except (LineProtocolError, Invalid) as exc:
+            result.rejected.append(
+                RejectedEvent(
+                    str(exc), raw, origin.received_at, origin.received_via, f"line {number}", meta
+                )
+            )
+    return result
+
+
+def to_event(
+    point: Point,
+    origin: Origin,
+    cluster: str | None,
+    precision: str | None,
+    metadata: dict[str, Any],
+) -> Event:
+    kind = point.kind
+    tags = dict(point.tags)
+    cluster_name = tags.get("cluster") or cluster
+    if not cluster_name:
+        raise Invalid("tag cluster: missing (add the tag, ?cluster=<name>, or configure cluster)")
+    tags.setdefault("cluster", cluster_name)
+    name = point.measurement
+    if name == "job" and tags.get("function") in JOB_FUNCTIONS:
+        name = tags["function"]
+    message = point.fields[kind]
+    assert isinstance(message, str)
+    when = origin.received_at
+    ns: int | None = None
+    if point.timestamp is not None:
+        ns = timestamp_ns(point.timestamp, precision)
+        try:
+            seconds, rest = divmod(ns, 1_000_000_000)
+            when = datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+        except (OverflowError, OSError, ValueError):
+            raise Invalid(f"timestamp {point.timestamp}: out of range") from None
+    document: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "tags": tags,
+        "fields": point.fields,
+        "timestamp_ns": ns,
+    }
+    if kind == "event" and message[:1] in "{[":
+        with contextlib.suppress(orjson.JSONDecodeError):
+            document["data"] = orjson.loads(message)  # job events carry the job as JSON
+    payload = orjson.dumps(document).decode()
+    if "\\u0000" in payload or "\x00" in name:
+        raise Invalid("line: contains a NUL character, which PostgreSQL cannot store")
+    # Without a timestamp, two identical lines are two events: the receive time tells them apart.
+    moment = ns if ns is not None else when.isoformat()
+    identity = orjson.dumps(
+        [point.measurement, sorted(point.tags.items()), point.fields, moment, cluster_name]
+    )
+    hostname = tags.get("hostname")
+    source = f"/clusters/{cluster_name}" + (f"/hosts/{hostname}" if hostname else "")
+    return Event(
+        id=hashlib.sha256(identity).hexdigest(),
+        source=source,
+        type=f"{TYPE_PREFIX}.{kind}.{name}",
+        time=when,
+        family="ccmessage",
+        payload=payload,
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        subject=hostname,
+        metadata=metadata,
+    )

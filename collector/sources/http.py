@@ -1,0 +1,382 @@
+"""The HTTP source: webhooks (CloudEvents HTTP binding, CDEvents, JSON, NDJSON) and
+ClusterCockpit line protocol, answered only once the events are committed (ack = "commit").
+
+Order of work per request: auth on the headers, room in the pipeline, the body (size-limited
+while streaming), auth on the body, decoding, then the delivery. Errors are RFC 9457
+problem+json naming the event index (or line) and field; bad input never gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+import orjson
+import structlog
+
+from collector import ccmessage
+from collector.auth import (
+    Authenticator,
+    AuthError,
+    HmacAuth,
+    JwtAuth,
+    NoAuth,
+    TokenAuth,
+)
+from collector.errors import PipelineClosed
+from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
+from collector.ports import BodyTooLarge, Delivery, HttpRequest, HttpResponse, Intake
+from collector.settings import (
+    HmacAuthSettings,
+    HttpSettings,
+    HttpSourceSettings,
+    JwtAuthSettings,
+    NoAuthSettings,
+    TokenAuthSettings,
+)
+
+log = structlog.get_logger("collector.sources.http")
+
+GZIP_EXPANSION = 10  # a gzip body may expand to this many times max_body_bytes
+CE_BINARY_PREFIX = "ce-"
+JSON_TYPES = {"application/json", "text/json"}
+NDJSON_TYPES = {
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+}
+
+
+class Problem(Exception):
+    """An RFC 9457 problem answered to the sender."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers or []
+        self.extra = extra
+
+    def response(self, instance: str) -> HttpResponse:
+        body = {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            **self.extra,
+        }
+        return HttpResponse(
+            self.status,
+            orjson.dumps(body),
+            [("content-type", "application/problem+json"), *self.headers],
+        )
+
+
+def build_authenticator(settings: HttpSourceSettings) -> Authenticator:
+    auth = settings.auth
+    if isinstance(auth, NoAuthSettings):
+        return NoAuth()
+    if isinstance(auth, TokenAuthSettings):
+        return TokenAuth([auth.token.get_secret_value()], header=auth.header)
+    if isinstance(auth, HmacAuthSettings):
+        return HmacAuth(
+            [s.get_secret_value() for s in auth.secrets],
+            header=auth.header,
+            prefix=auth.prefix,
+            encoding=auth.encoding,
+        )
+    if isinstance(auth, JwtAuthSettings):
+        return JwtAuth(auth.public_keys)
+    raise AssertionError(auth)
+
+
+class HttpSource:
+    def __init__(self, name: str, settings: HttpSourceSettings, http: HttpSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.http = http
+        self.path = settings.path or (
+            "/api/write" if settings.format == "lineprotocol" else f"/webhook/{name}"
+        )
+        self.auth = build_authenticator(settings)
+        self._intake: Intake | None = None
+
+    async def run(self, intake: Intake, stop: anyio.Event) -> None:
+        """HTTP sources are driven by the server; this only holds the pipeline until stop."""
+        self._intake = intake
+        await stop.wait()
+        self._intake = None
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return await self._handle(request)
+        except Problem as problem:
+            return problem.response(request.path)
+
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            self.auth.before_body(request.headers)
+        except AuthError as exc:
+            raise _auth_problem(exc) from None
+        intake = self._intake
+        if intake is None:
+            raise _unavailable("collector is starting or shutting down")
+        if not intake.accepting:
+            raise _unavailable("collector cannot accept events now (queue full or database down)")
+        body = await self._body(request)
+        try:
+            self.auth.after_body(request.headers, body)
+        except AuthError as exc:
+            raise _auth_problem(exc) from None
+        received_at = datetime.now(UTC)
+        origin = Origin(
+            received_via=self.name,
+            received_at=received_at,
+            default_type=self.settings.event_type,
+            default_source=self.settings.event_source,
+        )
+        extra: dict[str, Any] = {}
+        if self.settings.format == "lineprotocol":
+            events, rejected, extra = self._decode_lines(request, body, origin)
+        else:
+            events, rejected = self._decode_events(request, body, origin)
+        if len(events) + len(rejected) > self.settings.max_events:
+            raise Problem(
+                413,
+                "Too many events",
+                f"{len(events) + len(rejected)} events in one request; at most "
+                f"{self.settings.max_events} (sources.{self.name}.max_events)",
+            )
+        delivery = Delivery(events=events, rejected=rejected)
+        await self._deliver(intake, delivery)
+        ids = [e.id for e in events]
+        if rejected:
+            errors = [{"location": r.location, "detail": r.reason} for r in rejected]
+            raise Problem(
+                400,
+                "Invalid events",
+                f"{len(rejected)} of {len(rejected) + len(events)} rejected; "
+                + "; ".join(r.message for r in rejected[:5])
+                + ("; …" if len(rejected) > 5 else ""),
+                errors=errors,
+                accepted=delivery.stored + delivery.duplicates,
+                duplicates=delivery.duplicates,
+                ids=ids,
+                **extra,
+            )
+        answer: dict[str, Any] = {"accepted": len(events)}
+        if self.settings.ack == "commit":
+            answer["duplicates"] = delivery.duplicates
+        else:
+            answer["queued"] = True
+        answer["ids"] = ids
+        answer.update(extra)
+        return HttpResponse(202, orjson.dumps(answer), [("content-type", "application/json")])
+
+    async def _body(self, request: HttpRequest) -> bytes:
+        limit = self.http.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        try:
+            body = await request.read_body(limit)
+        except BodyTooLarge:
+            raise _too_large(limit) from None
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return body
+        if encoding not in ("gzip", "x-gzip"):
+            raise Problem(
+                415,
+                "Unsupported content encoding",
+                f"Content-Encoding {encoding!r} is not supported; use gzip or none",
+            )
+        return _gunzip(body, limit * GZIP_EXPANSION)
+
+    def _decode_events(
+        self, request: HttpRequest, body: bytes, origin: Origin
+    ) -> tuple[list[Event], list[RejectedEvent]]:
+        headers = request.headers
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        metadata: dict[str, Any] = {"content_type": media} if media else {}
+        events: list[Event] = []
+        rejected: list[RejectedEvent] = []
+
+        def add(doc: Any, raw: bytes | None, location: str | None, meta: dict[str, Any]) -> None:
+            try:
+                events.append(normalise(doc, raw, origin, meta))
+            except Invalid as exc:
+                raw_bytes = raw if raw is not None else orjson.dumps(doc)
+                rejected.append(
+                    RejectedEvent(
+                        str(exc), raw_bytes, origin.received_at, self.name, location, meta
+                    )
+                )
+
+        if headers.get("ce-specversion"):  # CloudEvents binary mode: attributes in headers
+            add(_binary_cloudevent(headers, body, media), None, None, metadata)
+            return events, rejected
+        if media == "application/cloudevents+json":
+            doc = _loads(body, "the CloudEvent")
+            if not isinstance(doc, dict):
+                raise Problem(400, "Invalid CloudEvent", "structured mode needs a JSON object")
+            add(doc, body, None, metadata)
+        elif media == "application/cloudevents-batch+json" or media in JSON_TYPES:
+            doc = _loads(body, "the body")
+            if isinstance(doc, list):
+                for index, item in enumerate(doc):
+                    add(item, None, f"event {index}", {**metadata, "index": index})
+            elif media == "application/cloudevents-batch+json":
+                raise Problem(400, "Invalid CloudEvents batch", "batch mode needs a JSON array")
+            else:
+                add(doc, body, None, metadata)
+        elif media in NDJSON_TYPES:
+            for number, line in enumerate(body.split(b"\n"), start=1):
+                line = line.strip()
+                if not line:
+                    continue
+                meta = {**metadata, "line": number}
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    rejected.append(
+                        RejectedEvent(
+                            f"invalid JSON: {_json_error(exc)}",
+                            line,
+                            origin.received_at,
+                            self.name,
+                            f"line {number}",
+                            meta,
+                        )
+                    )
+                    continue
+                add(doc, line, f"line {number}", meta)
+        else:
+            raise Problem(
+                415,
+                "Unsupported media type",
+                f"Content-Type {media or '(none)'!r} is not supported; send application/json, "
+                "application/cloudevents+json, application/cloudevents-batch+json, "
+                "application/x-ndjson, or a binary-mode CloudEvent (ce-* headers)",
+            )
+        return events, rejected
+
+    def _decode_lines(
+        self, request: HttpRequest, body: bytes, origin: Origin
+    ) -> tuple[list[Event], list[RejectedEvent], dict[str, Any]]:
+        # Any content type: ClusterCockpit's senders and curl's default don't say text/plain.
+        try:
+            text = body.decode()
+        except UnicodeDecodeError as exc:
+            raise Problem(400, "Invalid body", f"line protocol must be UTF-8: {exc}") from None
+        precision = request.query.get("precision")
+        if precision is not None and precision not in ("s", "ms", "us", "ns"):
+            raise Problem(400, "Invalid precision", f"precision={precision!r}: use s, ms, us or ns")
+        cluster = request.query.get("cluster") or self.settings.cluster
+        decoded = ccmessage.decode(text, origin, cluster=cluster, precision=precision)
+        return decoded.events, decoded.rejected, {"metrics_skipped": decoded.metrics_skipped}
+
+    async def _deliver(self, intake: Intake, delivery: Delivery) -> None:
+        with anyio.move_on_after(self.settings.queue_wait_s) as waited:
+            try:
+                await intake.enqueue(delivery)
+            except PipelineClosed:
+                raise _unavailable("collector is shutting down") from None
+        if waited.cancelled_caught:
+            raise _unavailable("the queue is full")
+        if self.settings.ack == "enqueue":
+            return
+        with anyio.move_on_after(self.http.request_timeout_s) as timed:
+            await delivery.done.wait()
+        if timed.cancelled_caught:
+            raise _unavailable(
+                f"not committed within {self.http.request_timeout_s:g}s (is the database "
+                "down?); the events may still be stored — resending is safe, duplicates are "
+                "recognised"
+            )
+        if delivery.error is not None:
+            log.error("delivery_failed", source=self.name, error=str(delivery.error))
+            raise _unavailable("the events could not be committed; resending is safe")
+
+
+def _binary_cloudevent(headers: dict[str, str], body: bytes, media: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name.startswith(CE_BINARY_PREFIX):
+            doc[name[len(CE_BINARY_PREFIX) :]] = _percent_decode(value)
+    if media:
+        doc["datacontenttype"] = headers.get("content-type", media)
+    if not body:
+        return doc
+    if media in JSON_TYPES or media.endswith("+json") or not media:
+        doc["data"] = _loads(body, "the data")
+    else:
+        try:
+            doc["data"] = body.decode()
+        except UnicodeDecodeError:
+            doc["data_base64"] = base64.b64encode(body).decode()
+    return doc
+
+
+def _percent_decode(value: str) -> str:
+    # The CloudEvents HTTP binding percent-encodes non-ASCII header values.
+    return unquote(value) if "%" in value else value
+
+
+def _loads(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(
+            400, "Invalid JSON", f"{what} is not valid JSON: {_json_error(exc)}"
+        ) from None
+
+
+def _json_error(exc: orjson.JSONDecodeError) -> str:
+    return str(exc)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise Problem(400, "Invalid gzip body", f"the body is not valid gzip: {exc}") from None
+    if len(data) > limit or decompressor.unconsumed_tail:
+        raise Problem(
+            413, "Body too large", f"the body expands beyond {limit} bytes when decompressed"
+        )
+    if not decompressor.eof:
+        raise Problem(400, "Invalid gzip body", "the gzip body is truncated")
+    return data
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413, "Body too large", f"the body is larger than {limit} bytes (http.max_body_bytes)"
+    )
+
+
+def _unavailable(detail: str) -> Problem:
+    return Problem(503, "Service unavailable", detail, headers=[("retry-after", "1")])
+
+
+def _auth_problem(exc: AuthError) -> Problem:
+    headers = [("www-authenticate", 'Bearer realm="collector"')] if exc.status == 401 else []
+    title = "Unauthorized" if exc.status == 401 else "Forbidden"
+    return Problem(exc.status, title, exc.detail, headers=headers)

@@ -1,0 +1,299 @@
+"""FolderSource without the pipeline: decoding a file's bytes, and which files are picked up."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from collector.settings import FolderSourceSettings
+from collector.sources.folder import FolderSource
+from tests.conftest import SPEC
+
+RECEIVED = datetime(2025, 1, 2, tzinfo=UTC)
+CONFORMANCE = SPEC / "v0.5.1" / "conformance"
+
+
+def source(tmp_path: Path, **settings: Any) -> FolderSource:
+    folder = FolderSource(
+        "inbox", FolderSourceSettings(type="folder", path=tmp_path / "inbox", **settings), 100
+    )
+    folder.prepare()
+    return folder
+
+
+def cdevent(event_id: str) -> dict[str, Any]:
+    return {
+        "context": {
+            "id": event_id,
+            "source": "/ci",
+            "type": "dev.cdevents.build.started.0.2.0",
+            "timestamp": "2024-05-06T07:08:09Z",
+        },
+        "subject": {"id": "build/1"},
+    }
+
+
+def line(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+# -- decode -----------------------------------------------------------------------------------
+
+
+def test_json_file_with_one_event(tmp_path: Path) -> None:
+    data = (CONFORMANCE / "pipelinerun_started.json").read_bytes()
+
+    events, rejected = source(tmp_path).decode(data, "run.json", RECEIVED)
+
+    assert rejected == []
+    [event] = events
+    assert event.id == orjson.loads(data)["context"]["id"]
+    assert event.type == "dev.cdevents.pipelinerun.started.0.3.0"
+    assert (event.received_via, event.received_at) == ("inbox", RECEIVED)
+    assert event.metadata == {"file": "run.json"}
+    assert orjson.loads(event.payload) == orjson.loads(data)
+
+
+def test_json_file_with_an_invalid_event_is_one_rejection(tmp_path: Path) -> None:
+    data = line({"context": {"id": "x"}, "subject": {"id": "s"}})
+
+    events, [rejected] = source(tmp_path).decode(data, "bad.json", RECEIVED)
+
+    assert events == []
+    assert rejected.reason == "context.source: missing"
+    assert rejected.location is None
+    assert rejected.raw == data
+    assert rejected.metadata == {"file": "bad.json"}
+    assert (rejected.received_via, rejected.received_at) == ("inbox", RECEIVED)
+
+
+def test_json_array_rejects_bad_items_by_index(tmp_path: Path) -> None:
+    bad = cdevent("b")
+    del bad["subject"]
+    data = line([cdevent("a"), 42, bad, cdevent("c")])
+
+    events, rejected = source(tmp_path).decode(data, "sub/many.json", RECEIVED)
+
+    assert [e.id for e in events] == ["a", "c"]
+    assert [e.metadata for e in events] == [
+        {"file": "sub/many.json", "index": 0},
+        {"file": "sub/many.json", "index": 3},
+    ]
+    assert [(r.location, r.reason) for r in rejected] == [
+        ("index 1", "an event must be a JSON object, not a number"),
+        ("index 2", "subject: missing or not an object"),
+    ]
+    assert [r.metadata for r in rejected] == [
+        {"file": "sub/many.json", "index": 1},
+        {"file": "sub/many.json", "index": 2},
+    ]
+    assert orjson.loads(rejected[1].raw) == bad
+    assert rejected[0].message == "index 1: an event must be a JSON object, not a number"
+
+
+def test_empty_json_array_has_nothing_to_say(tmp_path: Path) -> None:
+    assert source(tmp_path).decode(b"[]", "empty.json", RECEIVED) == ([], [])
+
+
+@pytest.mark.parametrize("data", [b'{"context": ', b"", b"\xff\xfe{}", b"{}\n{}"])
+def test_invalid_json_is_one_rejection_for_the_whole_file(tmp_path: Path, data: bytes) -> None:
+    events, [rejected] = source(tmp_path).decode(data, "broken.json", RECEIVED)
+
+    assert events == []
+    assert rejected.reason.startswith("invalid JSON: ")
+    assert rejected.location is None
+    assert rejected.raw == data
+    assert rejected.metadata == {"file": "broken.json"}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])
+def test_json_lines_are_decoded_per_line(tmp_path: Path, suffix: str) -> None:
+    bad = cdevent("x")
+    bad["context"]["timestamp"] = "soon"
+    data = b"\n".join(
+        [
+            line(cdevent("a")),
+            b"",
+            b"   ",
+            b'{"context": ',
+            line(bad),
+            line(cdevent("b")) + b"\r",
+            b"[1, 2]",
+            line(cdevent("c")),
+            b"",
+        ]
+    )
+    name = f"events{suffix}"
+
+    events, rejected = source(tmp_path).decode(data, name, RECEIVED)
+
+    assert [e.id for e in events] == ["a", "b", "c"]
+    assert [e.metadata for e in events] == [
+        {"file": name, "line": 1},
+        {"file": name, "line": 6},
+        {"file": name, "line": 8},
+    ]
+    assert events[1].payload == line(cdevent("b")).decode()  # the line, without its \r
+    assert [r.location for r in rejected] == ["line 4", "line 5", "line 7"]
+    assert rejected[0].reason.startswith("invalid JSON: ")
+    assert rejected[0].raw == b'{"context":'
+    assert rejected[1].reason == "context.timestamp: 'soon' is not an RFC 3339 timestamp"
+    assert rejected[1].raw == line(bad)
+    assert rejected[2].reason == "an event must be a JSON object, not an array"
+    assert [r.metadata for r in rejected] == [
+        {"file": name, "line": 4},
+        {"file": name, "line": 5},
+        {"file": name, "line": 7},
+    ]
+
+
+def test_plain_json_lines_take_the_configured_type_and_source(tmp_path: Path) -> None:
+    folder = source(tmp_path, event_type="com.example.reading", event_source="/lab")
+    data = b'{"t": 21}\n{"t": 22}\n{"t": 21}\n'
+
+    events, rejected = folder.decode(data, "r.jsonl", RECEIVED)
+
+    assert rejected == []
+    assert [(e.type, e.source, e.family) for e in events] == [
+        ("com.example.reading", "/lab", "raw")
+    ] * 3
+    assert events[0].id == events[2].id != events[1].id
+
+
+def test_plain_json_without_a_configured_type_is_rejected(tmp_path: Path) -> None:
+    events, [rejected] = source(tmp_path).decode(b'{"t": 21}\n', "r.ndjson", RECEIVED)
+
+    assert events == []
+    assert rejected.location == "line 1"
+    assert rejected.reason.startswith("type: plain JSON carries no event type; set event_type")
+
+
+def test_an_empty_json_lines_file_has_nothing_to_say(tmp_path: Path) -> None:
+    assert source(tmp_path).decode(b"\n\n", "empty.jsonl", RECEIVED) == ([], [])
+
+
+# -- which files are picked up ----------------------------------------------------------------
+
+
+def touch(path: Path, age_s: float = 3600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def relative(folder: FolderSource, paths: Any) -> list[str]:
+    return [p.relative_to(folder.path).as_posix() for p in paths]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    for name in [
+        "a.json",
+        "b.jsonl",
+        "c.ndjson",
+        "notes.txt",
+        ".hidden.json",
+        "upload.tmp",
+        "upload.part",
+        "upload.json.partial",
+        "sub/d.json",
+        "sub/deeper/e.jsonl",
+        ".git/f.json",
+        "done/old.json",
+        "failed/bad.json",
+        ".processing/claimed.json",
+    ]:
+        touch(inbox / name)
+    return inbox
+
+
+def test_default_patterns_pick_json_files_at_the_top(tree: Path, tmp_path: Path) -> None:
+    folder = source(tmp_path)
+
+    assert relative(folder, folder._ready_files()) == ["a.json", "b.jsonl", "c.ndjson"]
+
+
+def test_recursive_descends_but_never_into_done_failed_or_claimed(
+    tree: Path, tmp_path: Path
+) -> None:
+    folder = source(tmp_path, recursive=True)
+
+    assert relative(folder, folder._ready_files()) == [
+        "a.json",
+        "b.jsonl",
+        "c.ndjson",
+        "sub/d.json",
+        "sub/deeper/e.jsonl",
+    ]
+
+
+def test_partial_uploads_are_skipped_whatever_the_patterns(tree: Path, tmp_path: Path) -> None:
+    folder = source(tmp_path, patterns=["*"])
+
+    assert relative(folder, folder._candidates(folder.path)) == [
+        "a.json",
+        "b.jsonl",
+        "c.ndjson",
+        "notes.txt",
+    ]
+
+
+def test_patterns_choose_the_files(tree: Path, tmp_path: Path) -> None:
+    folder = source(tmp_path, patterns=["*.txt", "b.*"])
+
+    assert relative(folder, folder._candidates(folder.path)) == ["b.jsonl", "notes.txt"]
+
+
+def test_configured_done_and_failed_folders_inside_the_inbox_are_skipped(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    touch(inbox / "archive" / "x.json")
+    touch(inbox / "errors" / "y.json")
+    touch(inbox / "done" / "z.json")  # not the done folder here: an ordinary subfolder
+    folder = source(
+        tmp_path, recursive=True, done_dir=inbox / "archive", failed_dir=inbox / "errors"
+    )
+
+    assert relative(folder, folder._ready_files()) == ["done/z.json"]
+
+
+def test_a_file_is_ready_once_unchanged_for_settle_time(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    touch(inbox / "old.json", age_s=120)
+    touch(inbox / "fresh.json", age_s=0)
+    touch(inbox / "future.json", age_s=-3600)  # a clock skew must not make it ready early
+
+    settled = source(tmp_path, settle_s=60)
+    immediate = source(tmp_path, settle_s=0)
+
+    assert relative(settled, settled._ready_files()) == ["old.json"]
+    assert relative(immediate, immediate._ready_files()) == ["fresh.json", "old.json"]
+
+
+def test_a_missing_folder_has_no_candidates(tmp_path: Path) -> None:
+    folder = source(tmp_path)
+
+    assert list(folder._candidates(tmp_path / "nowhere")) == []
+
+
+def test_a_claimed_file_keeps_its_original_name(tmp_path: Path) -> None:
+    folder = source(tmp_path, recursive=True)
+    original = touch(folder.path / "sub dir" / "a~b%20.json")
+
+    claimed = folder._claim(original)
+
+    assert claimed is not None
+    assert claimed.parent == folder.path / ".processing"
+    assert claimed.is_file()
+    assert not original.exists()
+    assert folder._original_name(claimed) == "sub dir/a~b%20.json"
+    assert list(folder._ready_files()) == []
+    assert folder._claim(original) is None  # already taken

@@ -1,0 +1,463 @@
+"""The pipeline with in-memory sinks: group commit, exact counts, failures, backpressure, shutdown.
+
+Nothing here measures time: a sink that waits on an anyio.Event holds a batch open, and
+`wait_all_tasks_blocked()` tells when every other task has gone as far as it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.abc import TaskGroup
+
+from collector.errors import DeliveryFailed, PipelineClosed
+from collector.events import Event, RejectedEvent
+from collector.pipeline import Pipeline, PipelineLimits
+from collector.ports import Batch, BatchResult, Delivery
+from collector.sinks.memory import MemorySink
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+# A linger no test waits out: batches close because they are full or the pipeline closes.
+FOREVER = 3600.0
+
+
+def event(event_id: str, source: str = "/test", event_type: str = "com.example.t") -> Event:
+    return Event(
+        id=event_id,
+        source=source,
+        type=event_type,
+        time=NOW,
+        family="raw",
+        payload=f'{{"id": "{event_id}"}}',
+        received_at=NOW,
+        received_via="test",
+    )
+
+
+def delivery(*ids: str) -> Delivery:
+    return Delivery(events=[event(i) for i in ids])
+
+
+class RecordingSink(MemorySink):
+    """A MemorySink that remembers the event ids of every batch it was given."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name)
+        self.batches: list[list[str]] = []
+
+    async def write(self, batch: Batch) -> BatchResult:
+        self.batches.append([e.id for e in batch.events])
+        return await super().write(batch)
+
+
+class BlockingSink(RecordingSink):
+    """Holds every write until `release` is set."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name)
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def write(self, batch: Batch) -> BatchResult:
+        self.batches.append([e.id for e in batch.events])
+        self.entered.set()
+        await self.release.wait()
+        return await MemorySink.write(self, batch)
+
+
+class Pending:
+    """A deliver() call running in the background, observable without timing."""
+
+    def __init__(self, tg: TaskGroup, pipeline: Pipeline, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.finished = anyio.Event()
+        self.result: Delivery | None = None
+        self.error: Exception | None = None
+        tg.start_soon(self._run, pipeline)
+
+    async def _run(self, pipeline: Pipeline) -> None:
+        try:
+            self.result = await pipeline.deliver(self.delivery)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    async def wait(self) -> Delivery:
+        await self.finished.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class Running:
+    def __init__(self, tg: TaskGroup, pipeline: Pipeline) -> None:
+        self.tg = tg
+        self.pipeline = pipeline
+        self.returned = anyio.Event()
+
+    def deliver(self, delivery: Delivery) -> Pending:
+        return Pending(self.tg, self.pipeline, delivery)
+
+    async def start(self) -> None:
+        await self.tg.start(self._run)
+
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        await self.pipeline.run(task_status=task_status)
+        self.returned.set()
+
+
+@asynccontextmanager
+async def pipeline_tasks(pipeline: Pipeline, *, start: bool = True) -> AsyncIterator[Running]:
+    """A task group for the pipeline and its deliveries; closes the pipeline at the end."""
+    with anyio.fail_after(10):  # a deadlock fails the test instead of hanging it
+        async with anyio.create_task_group() as tg:
+            running = Running(tg, pipeline)
+            if start:
+                await running.start()
+            yield running
+            await pipeline.close()
+
+
+def limits(queue_size: int = 1000, batch_size: int = 100, linger_s: float = 0) -> PipelineLimits:
+    return PipelineLimits(queue_size=queue_size, batch_size=batch_size, linger_s=linger_s)
+
+
+async def test_a_pipeline_needs_a_required_sink() -> None:
+    with pytest.raises(ValueError, match="at least one required sink"):
+        Pipeline([], [MemorySink()], limits())
+
+
+async def test_deliver_returns_only_after_the_sink_committed() -> None:
+    sink = BlockingSink()
+    pipeline = Pipeline([sink], [], limits())
+    async with pipeline_tasks(pipeline) as running:
+        pending = running.deliver(delivery("a", "b"))
+        await sink.entered.wait()
+        await wait_all_tasks_blocked()
+
+        assert not pending.finished.is_set()
+        assert sink.events == {}
+
+        sink.release.set()
+        done = await pending.wait()
+
+        assert set(sink.events) == {
+            ("/test", "com.example.t", "a"),
+            ("/test", "com.example.t", "b"),
+        }
+        assert (done.stored, done.duplicates) == (2, 0)
+        assert done is pending.delivery
+
+
+async def test_small_deliveries_are_grouped_into_one_batch() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=3, linger_s=FOREVER))
+    async with pipeline_tasks(pipeline) as running:
+        pendings = [running.deliver(delivery(str(n))) for n in range(6)]
+        for pending in pendings:
+            await pending.wait()
+
+    # Each batch closed when full, never by the (hour-long) linger.
+    assert [len(b) for b in sink.batches] == [3, 3]
+    assert sorted(i for b in sink.batches for i in b) == [str(n) for n in range(6)]
+
+
+async def test_batches_are_cut_at_batch_size() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=2))
+    async with pipeline_tasks(pipeline, start=False) as running:
+        pendings = [running.deliver(delivery(str(n))) for n in range(5)]
+        await wait_all_tasks_blocked()
+        assert pipeline.depth == 5  # all queued before the writer starts
+
+        await running.start()
+        for pending in pendings:
+            await pending.wait()
+
+    assert sink.batches == [["0", "1"], ["2", "3"], ["4"]]
+
+
+async def test_a_delivery_larger_than_a_batch_is_written_alone() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=3))
+    async with pipeline_tasks(pipeline, start=False) as running:
+        pendings = [
+            running.deliver(delivery("a")),
+            running.deliver(delivery("b1", "b2", "b3", "b4", "b5")),
+            running.deliver(delivery("c")),
+        ]
+        await wait_all_tasks_blocked()
+        await running.start()
+        results = [await p.wait() for p in pendings]
+
+    assert sink.batches == [["a"], ["b1", "b2", "b3", "b4", "b5"], ["c"]]
+    assert [r.stored for r in results] == [1, 5, 1]
+
+
+async def test_counts_are_exact_per_delivery_within_and_across_batches() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits())
+    async with pipeline_tasks(pipeline, start=False) as running:
+        first = running.deliver(delivery("a", "b"))
+        second = running.deliver(delivery("b", "c", "a", "c"))
+        third = running.deliver(delivery("d"))
+        await wait_all_tasks_blocked()
+        await running.start()
+        one, two, three = first, second, third
+        results = [await one.wait(), await two.wait(), await three.wait()]
+
+        later = await pipeline.deliver(delivery("a", "e", "d"))
+
+    assert sink.batches[0] == ["a", "b", "b", "c", "a", "c", "d"]  # one group commit
+    assert [(r.stored, r.duplicates) for r in results] == [(2, 0), (1, 3), (1, 0)]
+    assert (later.stored, later.duplicates) == (1, 2)
+    assert len(sink.events) == 5
+
+
+async def test_identity_is_source_type_and_id() -> None:
+    sink = MemorySink()
+    pipeline = Pipeline([sink], [], limits())
+    same_id = Delivery(
+        events=[
+            event("x"),
+            event("x", source="/other"),
+            event("x", event_type="com.example.u"),
+            event("x"),
+        ]
+    )
+    async with pipeline_tasks(pipeline):
+        done = await pipeline.deliver(same_id)
+
+    assert (done.stored, done.duplicates) == (3, 1)
+
+
+async def test_rejected_events_travel_with_their_delivery() -> None:
+    sink = MemorySink()
+    pipeline = Pipeline([sink], [], limits())
+    rejected = RejectedEvent("context.id: missing", b"{}", NOW, "test", "line 2")
+    async with pipeline_tasks(pipeline):
+        done = await pipeline.deliver(Delivery(events=[event("a")], rejected=[rejected]))
+        only_rejected = await pipeline.deliver(Delivery(events=[], rejected=[rejected]))
+
+    assert (done.stored, done.duplicates) == (1, 0)
+    assert (only_rejected.stored, only_rejected.duplicates) == (0, 0)
+    assert sink.rejected == [rejected, rejected]
+
+
+async def test_a_failing_required_sink_fails_exactly_its_deliveries() -> None:
+    sink = RecordingSink()
+    sink.fail_next = 1
+    pipeline = Pipeline([sink], [], limits(batch_size=2))
+    async with pipeline_tasks(pipeline, start=False) as running:
+        pendings = [running.deliver(delivery(name)) for name in ("a", "b", "c")]
+        await wait_all_tasks_blocked()
+        await running.start()
+        for pending in pendings:
+            await pending.finished.wait()
+
+        # The pipeline keeps running: a new delivery goes through.
+        after = await pipeline.deliver(delivery("d"))
+
+    failed = [p for p in pendings if p.error is not None]
+    assert [p.delivery.events[0].id for p in failed] == ["a", "b"]
+    for pending in failed:
+        assert isinstance(pending.error, DeliveryFailed)
+        assert str(pending.error) == "memory sink: simulated failure"
+        assert isinstance(pending.error.__cause__, ConnectionError)
+    assert pendings[2].error is None
+    assert after.stored == 1
+    assert sorted(key[2] for key in sink.events) == ["c", "d"]
+
+
+async def test_the_failed_delivery_can_be_delivered_again() -> None:
+    sink = MemorySink()
+    sink.fail_next = 1
+    pipeline = Pipeline([sink], [], limits())
+    async with pipeline_tasks(pipeline):
+        with pytest.raises(DeliveryFailed):
+            await pipeline.deliver(delivery("a", "b"))
+        again = await pipeline.deliver(delivery("a", "b"))
+
+    assert (again.stored, again.duplicates) == (2, 0)
+
+
+async def test_several_required_sinks_must_all_commit() -> None:
+    good, bad = MemorySink("good"), MemorySink("bad")
+    bad.fail_next = 1
+    pipeline = Pipeline([good, bad], [], limits())
+    async with pipeline_tasks(pipeline):
+        with pytest.raises(DeliveryFailed):
+            await pipeline.deliver(delivery("a"))
+        done = await pipeline.deliver(delivery("b"))
+
+    assert done.stored == 1
+    assert set(bad.events) == {("/test", "com.example.t", "b")}
+
+
+async def test_a_full_queue_makes_deliver_wait_until_the_sink_catches_up() -> None:
+    sink = BlockingSink()
+    pipeline = Pipeline([sink], [], limits(queue_size=2, batch_size=1))
+    async with pipeline_tasks(pipeline) as running:
+        writing = running.deliver(delivery("a"))
+        await sink.entered.wait()  # "a" left the queue and is being written
+        queued = [running.deliver(delivery("b")), running.deliver(delivery("c"))]
+        await wait_all_tasks_blocked()
+        assert pipeline.depth == 2
+
+        blocked = running.deliver(delivery("d"))
+        await wait_all_tasks_blocked()
+
+        assert pipeline.depth == 2  # "d" is not in the queue: its deliver() waits for room
+        assert not any(p.finished.is_set() for p in [writing, *queued, blocked])
+
+        sink.release.set()
+        for pending in [writing, *queued, blocked]:
+            assert (await pending.wait()).stored == 1
+
+    assert sorted(key[2] for key in sink.events) == ["a", "b", "c", "d"]
+    assert pipeline.depth == 0
+
+
+async def test_a_delivery_larger_than_the_queue_is_let_in_alone() -> None:
+    sink = MemorySink()
+    pipeline = Pipeline([sink], [], limits(queue_size=2, batch_size=2))
+    async with pipeline_tasks(pipeline):
+        done = await pipeline.deliver(delivery("a", "b", "c", "d", "e"))
+
+    assert done.stored == 5
+
+
+async def test_close_drains_what_is_queued_then_run_returns() -> None:
+    sink = BlockingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=1))
+    async with pipeline_tasks(pipeline) as running:
+        writing = running.deliver(delivery("a"))
+        await sink.entered.wait()
+        queued = [running.deliver(delivery("b")), running.deliver(delivery("c", "d"))]
+        await wait_all_tasks_blocked()
+
+        await pipeline.close()
+        await wait_all_tasks_blocked()
+        assert not running.returned.is_set()  # still draining
+        with pytest.raises(PipelineClosed, match="shutting down"):
+            await pipeline.deliver(delivery("late"))
+
+        sink.release.set()
+        results = [await p.wait() for p in [writing, *queued]]
+        await running.returned.wait()
+
+    assert [r.stored for r in results] == [1, 1, 2]
+    assert sorted(key[2] for key in sink.events) == ["a", "b", "c", "d"]
+    assert sink.batches == [["a"], ["b"], ["c", "d"]]
+
+
+async def test_close_does_not_wait_for_the_linger() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=100, linger_s=FOREVER))
+    async with pipeline_tasks(pipeline) as running:
+        pending = running.deliver(delivery("a"))
+        await wait_all_tasks_blocked()
+        assert not pending.finished.is_set()  # the writer lingers for a fuller batch
+
+        await pipeline.close()
+        await pending.wait()
+        await running.returned.wait()
+
+    assert sink.batches == [["a"]]
+
+
+async def test_a_delivery_waiting_for_room_at_close_is_refused() -> None:
+    sink = BlockingSink()
+    pipeline = Pipeline([sink], [], limits(queue_size=1, batch_size=1))
+    async with pipeline_tasks(pipeline) as running:
+        writing = running.deliver(delivery("a"))
+        await sink.entered.wait()
+        queued = running.deliver(delivery("b"))
+        waiting = running.deliver(delivery("c"))
+        await wait_all_tasks_blocked()
+        assert pipeline.depth == 1
+
+        await pipeline.close()
+        with pytest.raises(PipelineClosed):
+            await waiting.wait()
+
+        sink.release.set()
+        assert (await writing.wait()).stored == 1
+        assert (await queued.wait()).stored == 1
+
+    assert sorted(key[2] for key in sink.events) == ["a", "b"]
+
+
+async def test_close_before_any_delivery_lets_run_return() -> None:
+    pipeline = Pipeline([MemorySink()], [], limits())
+    async with pipeline_tasks(pipeline) as running:
+        await pipeline.close()
+        await running.returned.wait()
+
+
+async def test_a_blocked_optional_sink_never_blocks_the_required_path() -> None:
+    required = MemorySink("db")
+    optional = BlockingSink("mirror")
+    optional.buffer = 2
+    pipeline = Pipeline([required], [optional], limits(batch_size=1))
+    [mirror] = pipeline.optional
+    async with pipeline_tasks(pipeline) as running:
+        for name in ["a", "b", "c", "d", "e"]:
+            done = await pipeline.deliver(delivery(name))
+            assert done.stored == 1
+            await wait_all_tasks_blocked()
+
+        # "a" is being written, "b" and "c" fill the buffer of 2, "d" and "e" are dropped.
+        assert optional.batches == [["a"]]
+        assert mirror.dropped == 2
+        assert len(required.events) == 5
+
+        optional.release.set()
+        await pipeline.close()
+        await running.returned.wait()
+
+    assert optional.batches == [["a"], ["b"], ["c"]]
+    assert sorted(key[2] for key in optional.events) == ["a", "b", "c"]
+
+
+async def test_a_failing_optional_sink_counts_its_losses() -> None:
+    required = MemorySink("db")
+    optional = MemorySink("mirror")
+    optional.fail_next = 1_000
+    pipeline = Pipeline([required], [optional], limits())
+    [mirror] = pipeline.optional
+    async with pipeline_tasks(pipeline) as running:
+        first = await pipeline.deliver(delivery("a", "b"))
+        second = await pipeline.deliver(delivery("c"))
+        await pipeline.close()
+        await running.returned.wait()
+
+    assert (first.stored, second.stored) == (2, 1)
+    assert len(required.events) == 3
+    assert optional.events == {}
+    assert mirror.dropped == 3
+
+
+async def test_an_optional_sink_gets_what_was_committed() -> None:
+    required = MemorySink("db")
+    optional = RecordingSink("mirror")
+    pipeline = Pipeline([required], [optional], limits())
+    required.fail_next = 1
+    async with pipeline_tasks(pipeline) as running:
+        with pytest.raises(DeliveryFailed):
+            await pipeline.deliver(delivery("lost"))
+        await pipeline.deliver(delivery("kept"))
+        await pipeline.close()
+        await running.returned.wait()
+
+    assert optional.batches == [["kept"]]
+    assert pipeline.optional[0].dropped == 0

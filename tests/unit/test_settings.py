@@ -1,0 +1,403 @@
+"""load_settings: embedded defaults, the TOML file, environment overrides, errors by key path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from collector.errors import ConfigError
+from collector.settings import (
+    DEFAULT_CONFIG_FILE,
+    FolderSourceSettings,
+    PostgresSinkSettings,
+    StdoutSinkSettings,
+    config_path,
+    load_settings,
+    mask_url,
+    masked,
+)
+
+MINIMAL = """
+[sources.inbox]
+type = "folder"
+path = "in"
+
+[sinks.db]
+type = "postgres"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No COLLECTOR__* variable of the caller's shell, and no ./collector.toml, leaks in."""
+    for name in list(os.environ):
+        if name.startswith("COLLECTOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "collector.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path | None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return caught.value.problems
+
+
+def test_no_file_runs_on_embedded_defaults() -> None:
+    settings = load_settings(None)
+
+    inbox = settings.sources["inbox"]
+    assert isinstance(inbox, FolderSourceSettings)
+    assert inbox.path == Path("inbox")
+    assert inbox.patterns == ["*.json", "*.jsonl", "*.ndjson"]
+    assert list(settings.sinks) == ["db"]
+    db = settings.sinks["db"]
+    assert isinstance(db, PostgresSinkSettings)
+    assert db.required is True
+    assert settings.database.url.get_secret_value() == ""
+    assert settings.database.migrate == "auto"
+    assert settings.postgres_sinks == ["db"]
+
+
+def test_toml_file_is_parsed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[database]
+url = "postgresql://collector@db.example/events"
+migrate = "check"
+pool_size = 8
+
+[pipeline]
+batch_size = 500
+linger_ms = 5.5
+
+[log]
+level = "debug"
+format = "json"
+
+[sources.drop]
+type = "folder"
+path = "/data/drop"
+patterns = ["*.json"]
+recursive = true
+after = "delete"
+settle_s = 0
+event_type = "com.example.thing"
+
+[sinks.db]
+type = "postgres"
+
+[sinks.out]
+type = "stdout"
+buffer = 10
+""",
+    )
+
+    settings = load_settings(path)
+
+    assert settings.database.url.get_secret_value() == "postgresql://collector@db.example/events"
+    assert settings.database.migrate == "check"
+    assert settings.database.pool_size == 8
+    assert settings.pipeline.batch_size == 500
+    assert settings.pipeline.linger_ms == 5.5
+    assert settings.pipeline.queue_size == 20_000  # untouched keys keep their default
+    assert (settings.log.level, settings.log.format) == ("debug", "json")
+    drop = settings.sources["drop"]
+    assert drop == FolderSourceSettings(
+        type="folder",
+        path=Path("/data/drop"),
+        patterns=["*.json"],
+        recursive=True,
+        after="delete",
+        settle_s=0,
+        event_type="com.example.thing",
+    )
+    out = settings.sinks["out"]
+    assert isinstance(out, StdoutSinkSettings)
+    assert (out.required, out.buffer) == (False, 10)
+    assert settings.postgres_sinks == ["db"]
+
+
+def test_a_file_replaces_the_embedded_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sinks.db]\ntype = "postgres"\n')
+
+    assert load_settings(path).sources == {}
+
+
+def test_environment_overrides_a_file_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, MINIMAL + "\n[pipeline]\nbatch_size = 500\nqueue_size = 900\n")
+    monkeypatch.setenv("COLLECTOR__PIPELINE__BATCH_SIZE", "7")
+    monkeypatch.setenv("COLLECTOR__LOG__LEVEL", "error")
+
+    settings = load_settings(path)
+
+    assert settings.pipeline.batch_size == 7
+    assert settings.pipeline.queue_size == 900  # from the file, not reset to the default
+    assert settings.log.level == "error"
+
+
+def test_nested_environment_override_is_deep_merged_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        """
+[sources.inbox]
+type = "folder"
+path = "in"
+patterns = ["*.ndjson"]
+recursive = true
+
+[sinks.db]
+type = "postgres"
+""",
+    )
+    monkeypatch.setenv("COLLECTOR__SOURCES__INBOX__PATH", "/srv/inbox")
+
+    inbox = load_settings(path).sources["inbox"]
+
+    assert isinstance(inbox, FolderSourceSettings)
+    assert inbox.path == Path("/srv/inbox")
+    assert inbox.patterns == ["*.ndjson"]
+    assert inbox.recursive is True
+
+
+def test_environment_overrides_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR__SOURCES__INBOX__PATH", "/srv/inbox")
+    monkeypatch.setenv("COLLECTOR__SOURCES__INBOX__PATTERNS", '["*.jsonl"]')
+    monkeypatch.setenv("COLLECTOR__DATABASE__URL", "postgresql://u:pw@h/db")
+
+    settings = load_settings(None)
+
+    inbox = settings.sources["inbox"]
+    assert isinstance(inbox, FolderSourceSettings)
+    assert (inbox.path, inbox.patterns) == (Path("/srv/inbox"), ["*.jsonl"])
+    assert settings.database.url.get_secret_value() == "postgresql://u:pw@h/db"
+    assert list(settings.sinks) == ["db"]
+
+
+def test_environment_can_add_a_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, MINIMAL)
+    monkeypatch.setenv("COLLECTOR__SOURCES__SPOOL__TYPE", "folder")
+    monkeypatch.setenv("COLLECTOR__SOURCES__SPOOL__PATH", "/spool")
+
+    settings = load_settings(path)
+
+    assert sorted(settings.sources) == ["inbox", "spool"]
+    assert settings.sources["spool"].path == Path("/spool")
+
+
+def test_unknown_key_is_named_with_its_full_path(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('path = "in"', 'path = "in"\npathh = "x"'))
+
+    assert problems(path) == ["config: sources.inbox.pathh: unknown key"]
+
+
+def test_unknown_key_from_the_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR__SOURCES__INBOX__PATHH", "x")
+
+    assert problems(None) == ["config: sources.inbox.pathh: unknown key"]
+
+
+def test_every_error_is_listed_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+bogus = 1
+
+[database]
+port = 5432
+
+[pipeline]
+batch_size = 0
+
+[sources.inbox]
+type = "folder"
+pathh = "in"
+
+[sinks.db]
+type = "postgres"
+requird = true
+""",
+    )
+
+    assert sorted(problems(path)) == sorted(
+        [
+            "config: bogus: unknown key",
+            "config: database.port: unknown key",
+            "config: pipeline.batch_size: Input should be greater than or equal to 1",
+            "config: sources.inbox.path: required key is missing",
+            "config: sources.inbox.pathh: unknown key",
+            "config: sinks.db.requird: unknown key",
+        ]
+    )
+
+
+def test_missing_type_is_a_missing_required_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sources.inbox]\npath = "in"\n\n[sinks.db]\nrequired = true\n')
+
+    assert sorted(problems(path)) == [
+        "config: sinks.db.type: required key is missing",
+        "config: sources.inbox.type: required key is missing",
+    ]
+
+
+def test_unknown_type_names_the_key_and_the_choices(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('type = "folder"', 'type = "kafka"'))
+
+    [problem] = problems(path)
+    assert problem.startswith("config: sources.inbox.type: 'kafka' is not one of ")
+    assert "'folder'" in problem
+
+
+def test_invalid_choice_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[database]\nmigrate = "sometimes"\n')
+
+    [problem] = problems(path)
+    assert problem.startswith("config: database.migrate: ")
+    assert "'auto'" in problem
+    assert "'check'" in problem
+
+
+def test_secret_is_read_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://collector:s3cret@db/events\n")
+    path = write(tmp_path, MINIMAL + f'\n[database]\nurl_file = "{secret}"\n')
+
+    settings = load_settings(path)
+
+    assert settings.database.url.get_secret_value() == "postgresql://collector:s3cret@db/events"
+
+
+def test_secret_file_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://collector:s3cret@db/events")
+    monkeypatch.setenv("COLLECTOR__DATABASE__URL_FILE", str(secret))
+
+    settings = load_settings(None)
+
+    assert settings.database.url.get_secret_value() == "postgresql://collector:s3cret@db/events"
+
+
+def test_a_secret_and_its_file_together_are_an_error(tmp_path: Path) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://a@b/c")
+    path = write(
+        tmp_path, MINIMAL + f'\n[database]\nurl = "postgresql://x@y/z"\nurl_file = "{secret}"\n'
+    )
+
+    assert problems(path) == ["config: database: give either url or url_file, not both"]
+
+
+def test_unreadable_secret_file_names_the_key_and_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "db-url"
+    path = write(tmp_path, MINIMAL + f'\n[database]\nurl_file = "{missing}"\n')
+
+    assert problems(path) == [
+        f"config: database: url_file: cannot read '{missing}': No such file or directory"
+    ]
+
+
+def test_file_key_without_a_matching_key_is_an_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[database]\npassword_file = "/x"\n')
+
+    assert problems(path) == ["config: database.password_file: unknown key"]
+
+
+def test_masked_hides_the_password_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[database]\nurl = "postgresql://me:s3cret@db:5432/ev"\n')
+    settings = load_settings(path)
+
+    data = masked(settings)
+
+    assert data["database"]["url"] == "postgresql://me:***@db:5432/ev"
+    assert data["sources"]["inbox"]["path"] == "in"
+    assert data["sinks"] == {"db": {"type": "postgres", "required": True}}
+    assert "s3cret" not in repr(data)
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("", ""),
+        ("postgresql://db/events", "postgresql://db/events"),
+        ("postgresql://me@db/events", "postgresql://me@db/events"),
+        ("postgresql://me:pw@db/events", "postgresql://me:***@db/events"),
+        ("postgresql://me:p%40ss@db/events", "postgresql://me:***@db/events"),
+        ("postgresql://me@db/events?password=pw&sslmode=require", None),
+        ("host=db user=me password=pw dbname=events", "host=db user=me password=*** dbname=events"),
+        ("host=db password='p w' dbname=events", "host=db password=*** dbname=events"),
+    ],
+)
+def test_mask_url(url: str, expected: str | None) -> None:
+    result = mask_url(url)
+
+    if expected is not None:
+        assert result == expected
+    assert "pw" not in result.replace("password", "")
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sinks.db\ntype = 'postgres'\n")
+
+    [problem] = problems(path)
+    assert problem.startswith(f"config: {path}: invalid TOML: ")
+    assert "line 1" in problem
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+
+    assert problems(path) == [f"config: file '{path}' does not exist"]
+
+
+@pytest.mark.parametrize(
+    "sinks",
+    [
+        '[sinks.out]\ntype = "stdout"\n',
+        '[sinks.db]\ntype = "postgres"\nrequired = false\n',
+        "",
+    ],
+    ids=["stdout-only", "postgres-not-required", "no-sinks"],
+)
+def test_a_config_without_a_required_sink_is_rejected(tmp_path: Path, sinks: str) -> None:
+    path = write(tmp_path, '[sources.inbox]\ntype = "folder"\npath = "in"\n\n' + sinks)
+
+    assert problems(path) == [
+        "config: sinks: at least one sink must be required (e.g. type = 'postgres')"
+    ]
+
+
+def test_a_required_stdout_sink_is_enough(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sinks.out]\ntype = "stdout"\nrequired = true\n')
+
+    assert load_settings(path).postgres_sinks == []
+
+
+def test_names_with_other_characters_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("[sources.inbox]", '[sources."my inbox"]'))
+
+    assert problems(path) == ["config: 'my inbox': names use letters, digits, '-' and '_' only"]
+
+
+def test_config_path_prefers_the_explicit_file(tmp_path: Path) -> None:
+    explicit = tmp_path / "other.toml"
+
+    assert config_path(explicit) == explicit
+    assert config_path(None) is None  # cwd is tmp_path, which has no collector.toml
+    (tmp_path / DEFAULT_CONFIG_FILE).write_text(MINIMAL)
+    assert config_path(None) == DEFAULT_CONFIG_FILE
