@@ -7,6 +7,7 @@ A document becomes an `Event` (CDEvents, CloudEvents structured JSON or plain JS
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +20,9 @@ Family = Literal["cdevents", "cloudevents", "ccmessage", "raw"]
 
 MAX_KEY_BYTES = 512  # id, source, type: together they must fit one btree index entry
 MAX_RAW_BYTES = 64 * 1024  # rejected input is stored up to this size
+# \u0000 preceded by an even number of backslashes: an escaped NUL, which jsonb refuses
+# (an odd number means a literal backslash followed by the text "u0000", which is fine).
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(slots=True)
@@ -202,7 +206,8 @@ def _time(value: Any, name: str, *, required: bool) -> datetime | None:
     if not isinstance(value, str):
         raise Invalid(f"{name}: must be an RFC 3339 timestamp string")
     try:
-        parsed = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case 't' and 'z'; fromisoformat wants upper case.
+        parsed = datetime.fromisoformat(value.upper() if "z" in value or "t" in value else value)
     except ValueError:
         raise Invalid(f"{name}: {value!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
@@ -212,7 +217,7 @@ def _time(value: Any, name: str, *, required: bool) -> datetime | None:
 
 def _payload(doc: dict[str, Any], raw: bytes | None) -> str:
     text = raw.decode() if raw is not None else orjson.dumps(doc).decode()
-    if "\\u0000" in text:
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise Invalid("payload: contains \\u0000, which PostgreSQL jsonb cannot store")
     return text
 

@@ -179,12 +179,14 @@ def _sink_error(exc: BaseException) -> BaseException:
 
 def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult]) -> None:
     # The batch is the deliveries' events end to end: map duplicate indexes back by offset.
-    duplicates = next(iter(results.values())).duplicates
+    result = next(iter(results.values()))
+    duplicates, refused = result.duplicates, result.refused
     offset = 0
     for delivery in deliveries:
         count = len(delivery.events)
         delivery.duplicates = sum(1 for i in range(offset, offset + count) if i in duplicates)
-        delivery.stored = count - delivery.duplicates
+        delivery.refused = sum(1 for i in range(offset, offset + count) if i in refused)
+        delivery.stored = count - delivery.duplicates - delivery.refused
         offset += count
 
 

@@ -21,6 +21,7 @@ class Delivery:
     rejected: list[RejectedEvent] = field(default_factory=list)
     stored: int = 0
     duplicates: int = 0
+    refused: int = 0  # events a sink refused and stored as rejected (e.g. PostgreSQL errors)
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
 
@@ -40,6 +41,7 @@ class BatchResult:
     stored: int
     duplicates: frozenset[int]  # indexes into Batch.events of events already stored before
     rejected: int
+    refused: frozenset[int] = frozenset()  # indexes of events the sink stored as rejected
 
 
 class Sink(Protocol):

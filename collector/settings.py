@@ -7,6 +7,7 @@ a folder source `inbox` and a postgres sink. Unknown keys are errors naming the 
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -285,10 +286,19 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError([f"config: file {str(path)!r} does not exist"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config: {path}: invalid TOML: {exc}"]) from None
+    problems = [
+        f"config: {name}: unknown key (environment variable)"
+        for name in sorted(os.environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
+    ]
     try:
-        return Settings(**base)
+        settings = Settings(**base)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+        problems += [_describe(err) for err in exc.errors()]
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 def _describe(err: Any) -> str:

@@ -95,13 +95,19 @@ async def migrate(
     try:
         pending = (await status(conn, known)).pending
         for migration in pending:
-            async with conn.transaction():
-                # Our own shipped files: trusted SQL, several statements each.
-                await conn.execute(migration.sql)  # type: ignore[arg-type,unused-ignore]
-                await conn.execute(
-                    q["record_migration"],
-                    (migration.version, migration.name, migration.checksum),
-                )
+            try:
+                async with conn.transaction():
+                    # Our own shipped files: trusted SQL, several statements each.
+                    await conn.execute(migration.sql)  # type: ignore[arg-type,unused-ignore]
+                    await conn.execute(
+                        q["record_migration"],
+                        (migration.version, migration.name, migration.checksum),
+                    )
+            except psycopg.Error as exc:
+                first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                raise MigrationError(
+                    f"migration {migration.file_name} failed and was rolled back: {first_line}"
+                ) from exc
         return pending
     finally:
         await conn.execute(q["migration_unlock"])

@@ -96,7 +96,9 @@ class PostgresSink:
         if len(batch.events) == 1:
             refused = _refused(batch.events[0], reason)
             result = await self._call_ingest([], [*batch.rejected, refused])
-            return BatchResult(stored=0, duplicates=frozenset(), rejected=result.rejected)
+            return BatchResult(
+                stored=0, duplicates=frozenset(), rejected=result.rejected, refused=frozenset({0})
+            )
         middle = len(batch.events) // 2
         first = await self._write_isolating(Batch(batch.events[:middle], batch.rejected))
         second = await self._write_isolating(Batch(batch.events[middle:], []))
@@ -104,6 +106,7 @@ class PostgresSink:
             stored=first.stored + second.stored,
             duplicates=first.duplicates | {i + middle for i in second.duplicates},
             rejected=first.rejected + second.rejected,
+            refused=first.refused | {i + middle for i in second.refused},
         )
 
     async def _call_ingest(self, events: list[Event], rejected: list[RejectedEvent]) -> BatchResult:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_to_bytes
 
 import anyio
 import orjson
@@ -123,7 +123,8 @@ class FolderSource:
 
     def _claim(self, path: Path) -> Path | None:
         relative = path.relative_to(self.path).as_posix()
-        claimed = self.claimed_dir / f"{quote(relative, safe='')}~{time.time_ns()}"
+        encoded = quote(relative.encode("utf-8", "surrogateescape"), safe="")
+        claimed = self.claimed_dir / f"{encoded}~{time.time_ns()}"
         try:
             os.rename(path, claimed)
         except FileNotFoundError:
@@ -132,7 +133,8 @@ class FolderSource:
 
     @staticmethod
     def _original_name(claimed: Path) -> str:
-        return unquote(claimed.name.rsplit("~", 1)[0])
+        encoded = claimed.name.rsplit("~", 1)[0]
+        return unquote_to_bytes(encoded).decode("utf-8", "surrogateescape")
 
     # -- processing ------------------------------------------------------------------------
 
@@ -174,15 +176,16 @@ class FolderSource:
             return
         stored = sum(d.stored for d in deliveries)
         duplicates = sum(d.duplicates for d in deliveries)
-        if rejected:
-            self._fail(claimed, relative, rejected, stored, duplicates)
+        refused = sum(d.refused for d in deliveries)
+        if rejected or refused:
+            self._fail(claimed, relative, rejected, stored, duplicates, refused)
         elif self.settings.after == "delete":
             claimed.unlink(missing_ok=True)
         else:
             self._move(claimed, self.done_dir / relative)
-        self.files_done += not rejected
+        self.files_done += not (rejected or refused)
         log.info(
-            "file_done" if not rejected else "file_failed",
+            "file_done" if not (rejected or refused) else "file_failed",
             source=self.name,
             file=relative,
             events=len(events),
@@ -260,14 +263,20 @@ class FolderSource:
         rejected: list[RejectedEvent],
         stored: int,
         duplicates: int,
+        refused: int = 0,
     ) -> None:
         target = self._free_name(self.failed_dir / relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         lines = [
-            f"{relative}: {len(rejected)} rejected; {stored} events stored, "
+            f"{relative}: {len(rejected) + refused} rejected; {stored} events stored, "
             f"{duplicates} duplicates (rows in api.rejected_events)",
             *(r.message for r in rejected),
         ]
+        if refused:
+            lines.append(
+                f"{refused} event(s) refused by PostgreSQL: the reasons are in "
+                "api.rejected_events (reason starts with 'PostgreSQL refused the event')"
+            )
         report = target.with_name(target.name + ".error.txt")
         report.write_text("\n".join(lines) + "\n")
         os.rename(claimed, target)

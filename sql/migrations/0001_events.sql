@@ -33,9 +33,23 @@ BEGIN
             END;
         END IF;
     END LOOP;
+    -- A role's settings are cluster-wide as well, and two migrations updating them at once fail
+    -- ("tuple concurrently updated"): set the timeout only when none is set (an administrator's
+    -- own value is kept).
+    IF NOT EXISTS (
+        SELECT FROM pg_catalog.pg_db_role_setting s
+        JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+        WHERE r.rolname = 'collector_reader' AND s.setdatabase = 0
+          AND EXISTS (SELECT FROM unnest(s.setconfig) AS c WHERE c LIKE 'statement\_timeout=%')
+    ) THEN
+        BEGIN
+            ALTER ROLE collector_reader SET statement_timeout = '30s';
+        EXCEPTION WHEN unique_violation THEN
+            NULL;
+        END;
+    END IF;
 END
 $$;
-ALTER ROLE collector_reader SET statement_timeout = '30s';
 
 -- Events: partitioned by family (so retention can differ per family), then by time.
 CREATE SEQUENCE collector.events_seq;
@@ -263,7 +277,9 @@ COMMENT ON COLUMN api.rejected_events.raw_size IS 'Size of the rejected input in
 COMMENT ON COLUMN api.rejected_events.metadata IS 'Transport details: file name, headers, subject.';
 
 -- Lookups by id go through the identity table, then straight to the one time partition
--- holding each event (LATERAL forces a parameterised, partition-pruned probe).
+-- holding each event: a parameterised probe, pruned at run time to the partitions of i.time.
+-- OFFSET 0 keeps the planner from flattening the LATERAL subquery into a hash join that reads
+-- every partition.
 CREATE FUNCTION api.events_by_id(ids text[]) RETURNS SETOF api.events
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT e.*
@@ -271,6 +287,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     CROSS JOIN LATERAL (
         SELECT v.* FROM api.events v
         WHERE v.time = i.time AND v.id = i.id AND v.source = i.source AND v.type = i.type
+        OFFSET 0
     ) AS e
     WHERE i.id = ANY (ids)
     ORDER BY e.time, e.seq

@@ -313,7 +313,9 @@ async def test_an_event_postgresql_refuses_is_isolated_and_rejected(
 
     result = await postgres.write(*batch, rejections=(rejected("context.id: missing"),))
 
-    assert result == BatchResult(stored=3, duplicates=frozenset({3}), rejected=2)
+    assert result == BatchResult(
+        stored=3, duplicates=frozenset({3}), rejected=2, refused=frozenset({2})
+    )
     assert sorted(k[2] for k in postgres.stored()) == ["g1", "g2", "g3", "seen"]
     rows = db.execute(
         "SELECT reason, location, raw, raw_size, metadata, received_via"
@@ -335,7 +337,9 @@ async def test_a_batch_of_only_a_refused_event(postgres: Harness, db: Any) -> No
 
     result = await postgres.write(refused)
 
-    assert result == BatchResult(stored=0, duplicates=frozenset(), rejected=1)
+    assert result == BatchResult(
+        stored=0, duplicates=frozenset(), rejected=1, refused=frozenset({0})
+    )
     assert postgres.stored() == {}
     [(reason,)] = db.execute("SELECT reason FROM api.rejected_events").fetchall()
     assert reason.startswith("PostgreSQL refused the event: ")
