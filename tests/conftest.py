@@ -45,7 +45,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield make_conninfo(server.url, dbname="postgres")
     finally:
-        server.stop()
+        server.destroy()
 
 
 def with_dbname(url: str, dbname: str) -> str:

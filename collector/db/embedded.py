@@ -173,6 +173,16 @@ class EmbeddedPostgres:
         self._started = False
         log.info("embedded_postgres_stopped")
 
+    def destroy(self) -> None:
+        """Stop the server (if ours) and delete its data, e.g. a test server's."""
+        self.stop()
+        shutil.rmtree(self.layout.pgdata, ignore_errors=True)
+        private = self.layout.pgdata.parent
+        if private != self.layout.data_dir and private.name.startswith("collector-pg-"):
+            shutil.rmtree(private, ignore_errors=True)
+        if self.layout.socket_dir != self.layout.pgdata:
+            shutil.rmtree(self.layout.socket_dir, ignore_errors=True)
+
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
         return self
