@@ -1,9 +1,12 @@
-"""ClusterCockpit messages (line protocol) as events of family `ccmessage`.
+"""ClusterCockpit messages (line protocol) as events: family `ccmessage`, logs `cclog`.
 
 An event line (string field `event`) becomes type `org.clustercockpit.event.<name>`, a log
-line (`log`) `org.clustercockpit.log.<name>`; job events sent as measurement `start_job` or as
+line (`log`) `org.clustercockpit.log.<name>` of its own family (logs are retained apart from
+events); job events sent as measurement `start_job` or as
 `job,function=start_job` get the same type. Metric lines (`value`) are not events: they are
-counted and skipped. The id is a hash of the line's content, so a resent line is a duplicate.
+counted and skipped. The id is a hash of the line's content and timestamp, so a resent line is
+a duplicate, and it always has the same time: the database keeps these identities in the time
+partitions themselves, which retention drops (sql/migrations/0003_hpc_retention.sql).
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def to_event(
         source=source,
         type=f"{TYPE_PREFIX}.{kind}.{name}",
         time=when,
-        family="ccmessage",
+        family="cclog" if kind == "log" else "ccmessage",
         payload=payload,
         received_at=origin.received_at,
         received_via=origin.received_via,

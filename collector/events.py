@@ -16,7 +16,7 @@ import orjson
 
 from collector import cdevents
 
-Family = Literal["cdevents", "cloudevents", "ccmessage", "raw"]
+Family = Literal["cdevents", "cloudevents", "ccmessage", "cclog", "raw"]
 
 MAX_KEY_BYTES = 512  # id, source, type: together they must fit one btree index entry
 MAX_RAW_BYTES = 64 * 1024  # rejected input is stored up to this size

@@ -48,7 +48,8 @@ def relation_exists(url: str, name: str) -> bool:
 
 
 def migrations_folder(tmp_path: Path, extra: dict[str, str]) -> Path:
-    """A copy of the shipped migrations plus `extra` files (name -> SQL)."""
+    """A copy of the shipped migrations plus `extra` files (name -> SQL); extra files use
+    versions from 9001 on, so that shipping more migrations never collides with them."""
     folder = tmp_path / "migrations"
     folder.mkdir()
     for migration in SHIPPED:
@@ -150,10 +151,11 @@ def test_two_files_with_one_version_are_refused(tmp_path: Path) -> None:
 def test_a_folder_is_loaded_in_version_order_ignoring_other_files(tmp_path: Path) -> None:
     folder = migrations_folder(
         tmp_path,
-        {"0010_later.sql": "SELECT 10;", "0002_next.sql": "SELECT 2;", "README.md": "notes"},
+        {"9010_later.sql": "SELECT 10;", "9002_next.sql": "SELECT 2;", "README.md": "notes"},
     )
     loaded = migrations.load_migrations(folder)
-    assert [m.file_name for m in loaded] == ["0001_events.sql", "0002_next.sql", "0010_later.sql"]
+    shipped = [m.file_name for m in SHIPPED]
+    assert [m.file_name for m in loaded] == [*shipped, "9002_next.sql", "9010_later.sql"]
     assert loaded[0].checksum == SHIPPED[0].checksum
 
 
@@ -166,13 +168,13 @@ async def test_a_failing_migration_leaves_nothing_behind(
         "ALTER TABLE collector.rejected_events ADD COLUMN half_done integer;\n"
         "SELECT 1 / 0;\n"
     )
-    folder = migrations_folder(tmp_path, {"0002_broken.sql": broken})
+    folder = migrations_folder(tmp_path, {"9002_broken.sql": broken})
     known = migrations.load_migrations(folder)
     async with await connect(empty_database_url) as conn:
         with pytest.raises(MigrationError) as error:
             await migrations.migrate(conn, known)
-        # One transaction per file: 0001 stays applied, nothing of 0002 remains.
-        assert ledger(empty_database_url) == [(1, "events", SHIPPED[0].checksum)]
+        # One transaction per file: the shipped ones stay applied, nothing of 9002 remains.
+        assert ledger(empty_database_url) == [(m.version, m.name, m.checksum) for m in SHIPPED]
         assert not relation_exists(empty_database_url, "collector.half_done")
         columns = await conn.execute(
             "SELECT count(*) FROM pg_attribute"
@@ -180,13 +182,13 @@ async def test_a_failing_migration_leaves_nothing_behind(
         )
         assert await columns.fetchone() == (0,)
         status = await migrations.status(conn, known)
-        assert [m.file_name for m in status.pending] == ["0002_broken.sql"]
+        assert [m.file_name for m in status.pending] == ["9002_broken.sql"]
 
         # Once fixed, the same migration applies (the lock was released after the failure).
-        (folder / "0002_broken.sql").write_text(broken.replace("SELECT 1 / 0;", ""))
+        (folder / "9002_broken.sql").write_text(broken.replace("SELECT 1 / 0;", ""))
         fixed = migrations.load_migrations(folder)
-        assert [m.file_name for m in await migrations.migrate(conn, fixed)] == ["0002_broken.sql"]
-    assert "0002_broken.sql" in str(error.value)
+        assert [m.file_name for m in await migrations.migrate(conn, fixed)] == ["9002_broken.sql"]
+    assert "9002_broken.sql" in str(error.value)
     assert "division by zero" in str(error.value)
     assert relation_exists(empty_database_url, "collector.half_done")
 
@@ -195,7 +197,7 @@ async def test_concurrent_runners_apply_each_migration_once(
     empty_database_url: str, tmp_path: Path
 ) -> None:
     # A second migration that fails if run twice, so a double application cannot go unnoticed.
-    folder = migrations_folder(tmp_path, {"0002_once.sql": "CREATE TABLE collector.once ();"})
+    folder = migrations_folder(tmp_path, {"9002_once.sql": "CREATE TABLE collector.once ();"})
     known = migrations.load_migrations(folder)
     results: list[list[Migration]] = []
 
@@ -207,8 +209,8 @@ async def test_concurrent_runners_apply_each_migration_once(
         for _ in range(3):
             tg.start_soon(run)
     applied = sorted(m.file_name for result in results for m in result)
-    assert applied == ["0001_events.sql", "0002_once.sql"]
-    assert [v for v, _, _ in ledger(empty_database_url)] == [1, 2]
+    assert applied == sorted([*(m.file_name for m in SHIPPED), "9002_once.sql"])
+    assert [v for v, _, _ in ledger(empty_database_url)] == [*(m.version for m in SHIPPED), 9002]
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_events_are_partitioned_by_family_then_time(db: Conn) -> None:
     ).fetchone()
     assert top == ("l", "LIST (family)")
     families = db.execute("SELECT family FROM collector.partition_policy ORDER BY 1").fetchall()
-    assert [f for (f,) in families] == ["ccmessage", "cdevents", "cloudevents", "raw"]
+    assert [f for (f,) in families] == ["cclog", "ccmessage", "cdevents", "cloudevents", "raw"]
     children = db.execute(
         "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), pg_get_partkeydef(c.oid)"
         " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
