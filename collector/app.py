@@ -19,6 +19,7 @@ from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
 from collector.errors import ConfigError, DatabaseUnavailable, MigrationError
+from collector.maintenance import log_maintenance, maintain
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import HttpRequest, HttpResponse, Sink, Source
 from collector.settings import (
@@ -37,8 +38,6 @@ from collector.web import WebApp, json_response
 from collector.web import serve as serve_http
 
 log = structlog.get_logger("collector")
-
-MAINTENANCE_INTERVAL_S = 3600
 
 
 @contextmanager
@@ -75,20 +74,25 @@ async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[
 
 
 async def prepare_database(url: str, mode: str) -> None:
-    """Apply pending migrations (mode auto) or refuse to start with them pending (check)."""
+    """Migrate or check (see `migrate_or_check`), then create the coming partitions."""
     async with await connect(url) as conn:
-        known = migrations.load_migrations()
-        status = await migrations.status(conn, known)
-        if status.pending and mode == "check":
-            names = ", ".join(m.file_name for m in status.pending)
-            raise MigrationError(
-                f"database has {len(status.pending)} pending migration(s): {names}; "
-                'run `collector migrate` (or set database.migrate = "auto")'
-            )
-        applied = await migrations.migrate(conn, known)
-        for migration in applied:
-            log.info("migration_applied", migration=migration.file_name)
+        await migrate_or_check(conn, mode)
         await conn.execute(queries()["ensure_partitions_ahead"])
+
+
+async def migrate_or_check(conn: psycopg.AsyncConnection[Any], mode: str) -> None:
+    """Apply pending migrations (mode auto) or refuse to go on with them pending (check)."""
+    known = migrations.load_migrations()
+    status = await migrations.status(conn, known)
+    if status.pending and mode == "check":
+        names = ", ".join(m.file_name for m in status.pending)
+        raise MigrationError(
+            f"database has {len(status.pending)} pending migration(s): {names}; "
+            'run `collector migrate` (or set database.migrate = "auto")'
+        )
+    applied = await migrations.migrate(conn, known)
+    for migration in applied:
+        log.info("migration_applied", migration=migration.file_name)
 
 
 def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
@@ -195,7 +199,7 @@ async def serve(settings: Settings, url: str, sources: list[Source]) -> None:
 
     async with anyio.create_task_group() as outer:
         await outer.start(write)
-        outer.start_soon(_maintenance, url, stop)
+        outer.start_soon(_maintenance, settings, url, stop)
         outer.start_soon(_signals, stop, outer.cancel_scope)
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
@@ -228,15 +232,14 @@ async def _signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
             stop.set()
 
 
-async def _maintenance(url: str, stop: anyio.Event) -> None:
-    """Keep time partitions created ahead, so ingest never waits on DDL for current events."""
+async def _maintenance(settings: Settings, url: str, stop: anyio.Event) -> None:
+    """At start and every interval: create partitions ahead (so ingest of current events never
+    waits on DDL) and drop those past their family's retention."""
     while not stop.is_set():
-        with anyio.move_on_after(MAINTENANCE_INTERVAL_S):
-            await stop.wait()
-        if stop.is_set():
-            return
         try:
             async with await connect(url, timeout_s=5) as conn:
-                await conn.execute(queries()["ensure_partitions_ahead"])
+                log_maintenance(await maintain(conn, settings.retention))
         except (DatabaseUnavailable, psycopg.Error) as exc:
-            log.warning("maintenance_failed", error=str(exc))
+            log.warning("maintenance_failed", error=str(exc).strip().splitlines()[0])
+        with anyio.move_on_after(settings.maintenance.interval_s):
+            await stop.wait()

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import orjson
 
-from collector import __version__, app, logs
+from collector import __version__, app, logs, maintenance
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
 from collector.errors import CollectorError, ConfigError
@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.set_defaults(handler=cmd_config)
 
+    maintenance = commands.add_parser(
+        "maintenance",
+        parents=[common],
+        help="create partitions ahead and drop expired ones, once",
+        description="Run the maintenance `collector run` does every maintenance.interval_s: "
+        "create the coming time partitions, drop those past their family's retention "
+        "([retention]), and print what was created and dropped per family.",
+    )
+    maintenance.set_defaults(handler=cmd_maintenance)
+
     db = commands.add_parser("db", help="the database collector uses")
     db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
     url = db_commands.add_parser(
@@ -174,6 +184,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     with app.database_url(settings) as url:
         result: int = anyio.run(go, url)
     return result
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def go(url: str) -> list[maintenance.FamilyMaintenance]:
+        async with await app.connect(url) as conn:
+            await app.migrate_or_check(conn, settings.database.migrate)
+            return await maintenance.maintain(conn, settings.retention)
+
+    with app.database_url(settings) as url:
+        done = anyio.run(go, url)
+    for line in maintenance.describe(done):
+        print(line)
+    created = sum(len(f.created) for f in done)
+    dropped = sum(len(f.dropped) for f in done)
+    print(f"maintenance done: {created} partition(s) created, {dropped} dropped")
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -226,6 +227,54 @@ class LogSettings(Section):
     )
 
 
+_RETENTION = re.compile(r"(\d{1,6}) *(day|week|month|year)s?")
+_RETENTION_HELP = 'use "forever" or "<n> days", "<n> weeks", "<n> months" or "<n> years"'
+
+
+def _retention(value: Any) -> Any:
+    """ "forever", or a whole number of days, weeks, months or years, normalised ("30 days")."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a retention: {_RETENTION_HELP}")
+    text = " ".join(value.lower().split())
+    if text == "forever":
+        return text
+    match = _RETENTION.fullmatch(text)
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"{value!r} is not a retention: {_RETENTION_HELP}")
+    amount = int(match[1])
+    return f"{amount} {match[2]}{'' if amount == 1 else 's'}"
+
+
+Retention = Annotated[str, BeforeValidator(_retention)]
+
+
+class RetentionSettings(Section):
+    """How long each family's events are kept; expired time partitions are dropped whole."""
+
+    cdevents: Retention = Field(default="forever", description="CDEvents: delivery history")
+    cloudevents: Retention = Field(default="forever", description="other CloudEvents")
+    raw: Retention = Field(default="forever", description="plain JSON events")
+    ccmessage: Retention = Field(
+        default="30 days", description="ClusterCockpit events (api.jobs rows are kept)"
+    )
+    cclog: Retention = Field(default="forever", description="ClusterCockpit logs")
+
+    def by_family(self) -> dict[str, str | None]:
+        """Each family's retention as a PostgreSQL interval; None keeps everything."""
+        return {
+            family: None if keep == "forever" else keep
+            for family, keep in self.model_dump().items()
+        }
+
+
+class MaintenanceSettings(Section):
+    interval_s: float = Field(
+        default=3600,
+        gt=0,
+        description="collector run: create partitions ahead and drop expired ones this often",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -238,6 +287,8 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     sinks: dict[str, SinkSettings] = Field(default_factory=dict)
 

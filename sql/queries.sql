@@ -12,6 +12,12 @@ SELECT stored, duplicate_positions, rejected FROM collector.ingest(
 -- name: ensure_partitions_ahead
 SELECT collector.ensure_partitions_ahead();
 
+-- name: create_partitions_ahead
+SELECT family, partition_name FROM collector.create_partitions_ahead();
+
+-- name: drop_expired_partitions
+SELECT collector.drop_expired_partitions(%(family)s, %(retention)s::interval);
+
 -- name: migration_lock
 SELECT pg_advisory_lock(hashtext('collector.migrate'));
 

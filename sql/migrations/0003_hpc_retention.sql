@@ -230,16 +230,16 @@ $$;
 
 -- Retention: drops the time partitions of `family` whose upper bound is at least `retention`
 -- old (every event in them is), and returns their names. Never deletes rows: a partition is
--- dropped whole or kept whole. A NULL retention keeps everything. A partition locked by a long
--- query is skipped after lock_timeout (ingest of the family would queue behind the wait) and
--- dropped by a later run.
+-- dropped whole or kept whole. A NULL retention keeps everything. Dropping needs the family's
+-- table to itself for a moment: when a long query holds it past lock_timeout, nothing is
+-- dropped (ingest of the family would queue behind the wait) and a later run catches up.
 CREATE FUNCTION collector.drop_expired_partitions(family text, retention interval)
 RETURNS SETOF text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET lock_timeout = '5s' AS $$
 DECLARE
-    expired record;
-    parent text := 'events_' || drop_expired_partitions.family;
+    expired text[];
+    partition_name text;
 BEGIN
     IF NOT EXISTS (SELECT FROM collector.partition_policy p
                    WHERE p.family = drop_expired_partitions.family) THEN
@@ -253,23 +253,28 @@ BEGIN
         RAISE EXCEPTION 'retention of %: % is not a positive interval',
             drop_expired_partitions.family, retention;
     END IF;
-    FOR expired IN
+    expired := ARRAY(
         SELECT t.partition_name FROM collector.time_partitions(drop_expired_partitions.family) t
         WHERE t.upper_bound <= now() - retention
-        ORDER BY t.lower_bound
-    LOOP
-        BEGIN
-            -- The parent first, as ingest locks it (root, family, partition): no lock cycle.
-            EXECUTE format('LOCK TABLE collector.%I IN ACCESS EXCLUSIVE MODE', parent);
-            -- Another maintenance run (a second collector) may have dropped it meanwhile.
-            IF to_regclass(format('collector.%I', expired.partition_name)) IS NOT NULL THEN
-                EXECUTE format('DROP TABLE collector.%I', expired.partition_name);
-                RETURN NEXT expired.partition_name;
-            END IF;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE WARNING 'retention: partition collector.% is busy, kept until a later run',
-                expired.partition_name;
-        END;
+        ORDER BY t.lower_bound);
+    IF cardinality(expired) = 0 THEN
+        RETURN;
+    END IF;
+    BEGIN
+        -- The family's table first, as ingest locks it before a partition: no lock cycle.
+        EXECUTE format('LOCK TABLE collector.%I IN ACCESS EXCLUSIVE MODE',
+                       'events_' || drop_expired_partitions.family);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'retention: collector.events_% is busy; expired partitions are kept until a later run',
+            drop_expired_partitions.family;
+        RETURN;
+    END;
+    FOREACH partition_name IN ARRAY expired LOOP
+        -- Another maintenance run (a second collector) may have dropped it meanwhile.
+        IF to_regclass(format('collector.%I', partition_name)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE collector.%I', partition_name);
+            RETURN NEXT partition_name;
+        END IF;
     END LOOP;
 END
 $$;
