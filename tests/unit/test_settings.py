@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from collector.errors import ConfigError
+from collector.events import Family
 from collector.settings import (
     DEFAULT_CONFIG_FILE,
     FolderSourceSettings,
     PostgresSinkSettings,
+    RetentionSettings,
     StdoutSinkSettings,
     config_path,
     load_settings,
@@ -401,3 +404,67 @@ def test_config_path_prefers_the_explicit_file(tmp_path: Path) -> None:
     assert config_path(None) is None  # cwd is tmp_path, which has no collector.toml
     (tmp_path / DEFAULT_CONFIG_FILE).write_text(MINIMAL)
     assert config_path(None) == DEFAULT_CONFIG_FILE
+
+
+# -- retention and maintenance -------------------------------------------------------------------
+
+
+def test_retention_defaults_keep_everything_but_cluster_events() -> None:
+    settings = load_settings(None)
+    assert settings.retention.by_family() == {
+        "cdevents": None,
+        "cloudevents": None,
+        "raw": None,
+        "ccmessage": "30 days",
+        "cclog": None,
+    }
+    assert settings.maintenance.interval_s == 3600
+
+
+def test_retention_has_a_key_per_event_family() -> None:
+    assert set(RetentionSettings.model_fields) == set(get_args(Family))
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("forever", None),
+        (" Forever ", None),
+        ("1 day", "1 day"),
+        ("7 days", "7 days"),
+        ("1 days", "1 day"),
+        ("2  Weeks", "2 weeks"),
+        ("6 month", "6 months"),
+        ("10 years", "10 years"),
+    ],
+)
+def test_retention_values_are_normalised(tmp_path: Path, given: str, kept: str | None) -> None:
+    path = write(tmp_path, MINIMAL + f'\n[retention]\ncclog = "{given}"\n')
+    assert load_settings(path).retention.by_family()["cclog"] == kept
+
+
+@pytest.mark.parametrize("bad", ["30", "30 dayz", "0 days", "-1 days", "1.5 days", "1 hour", ""])
+def test_a_bad_retention_names_the_key_and_the_forms(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path, MINIMAL + f'\n[retention]\nccmessage = "{bad}"\n')
+    assert problems(path) == [
+        f'config: retention.ccmessage: {bad!r} is not a retention: use "forever" or '
+        '"<n> days", "<n> weeks", "<n> months" or "<n> years"'
+    ]
+
+
+def test_retention_and_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR__RETENTION__CCMESSAGE", "90 days")
+    monkeypatch.setenv("COLLECTOR__MAINTENANCE__INTERVAL_S", "60")
+    settings = load_settings(None)
+    assert settings.retention.ccmessage == "90 days"
+    assert settings.maintenance.interval_s == 60
+
+
+def test_unknown_family_and_bad_interval_are_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, MINIMAL + '\n[retention]\nlogs = "1 year"\n\n[maintenance]\ninterval_s = 0\n'
+    )
+    assert problems(path) == [
+        "config: retention.logs: unknown key",
+        "config: maintenance.interval_s: Input should be greater than 0",
+    ]
