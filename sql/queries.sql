@@ -32,3 +32,9 @@ SELECT version, name, checksum FROM collector.migrations ORDER BY version;
 
 -- name: record_migration
 INSERT INTO collector.migrations (version, name, checksum) VALUES (%s, %s, %s);
+
+-- name: bench_copy_table
+CREATE TEMP TABLE bench_copy (payload jsonb NOT NULL);
+
+-- name: bench_copy
+COPY bench_copy (payload) FROM STDIN;
