@@ -7,6 +7,7 @@ postgres sink), one call of `store` per delivery, and the views are checked row 
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -305,3 +306,20 @@ def test_jobs_are_read_from_the_state_table_not_from_history(db: Conn) -> None:
         " WHERE tgrelid = 'collector.events'::regclass AND tgname = 'events_track_jobs'"
     ).fetchone()
     assert trigger == ("events_track_jobs", True, "inserted")
+
+
+def test_a_time_range_reads_only_the_partitions_of_that_range(database_url: str, db: Conn) -> None:
+    days = [f"node_state,cluster=fritz,hostname=f0101 event=\"d{n}\" {1700000000 + n * 86400}"
+            for n in range(20)]  # fmt: skip
+    store(database_url, "\n".join(days))
+    rows = db.execute(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT message"
+        " FROM api.cluster_events WHERE time >= %s AND time < %s",
+        (at(1700000000 + 5 * 86400), at(1700000000 + 7 * 86400)),
+    ).fetchall()
+    plan = "\n".join(line for (line,) in rows)
+    assert set(re.findall(r" on (events_\w+)", plan)) == {
+        "events_ccmessage_20231119",
+        "events_ccmessage_20231120",
+        "events_ccmessage_20231121",
+    }, plan

@@ -295,6 +295,11 @@ def test_the_reader_queries_the_hpc_views(database_url: str, db: Conn) -> None:
         assert db.execute("SELECT count(*) FROM api.cluster_events").fetchone() == (1,)
         assert db.execute("SELECT count(*) FROM api.cluster_logs").fetchone() == (1,)
         assert db.execute("SELECT user_name FROM api.jobs").fetchall() == [("alice",)]
+        # Lookups by id of ClusterCockpit events run with the function owner's rights.
+        [(event_id,)] = db.execute("SELECT id FROM api.cluster_logs").fetchall()
+        assert db.execute("SELECT family FROM api.event(%s)", (event_id,)).fetchall() == [
+            ("cclog",)
+        ]
 
 
 # -- the migration on a database with ClusterCockpit data ----------------------------------------
