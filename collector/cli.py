@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.set_defaults(handler=cmd_config)
 
-    maintenance = commands.add_parser(
+    maintain = commands.add_parser(
         "maintenance",
         parents=[common],
         help="create partitions ahead and drop expired ones, once",
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "create the coming time partitions, drop those past their family's retention "
         "([retention]), and print what was created and dropped per family.",
     )
-    maintenance.set_defaults(handler=cmd_maintenance)
+    maintain.set_defaults(handler=cmd_maintenance)
 
     db = commands.add_parser("db", help="the database collector uses")
     db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
