@@ -1,0 +1,77 @@
+"""The nats sink: each event as a structured CloudEvent on a subject made from a template,
+published on core NATS (flushed per batch) or with JetStream acknowledgements."""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+import nats.errors
+import orjson
+import structlog
+from nats.aio.client import Client
+
+from collector.events import Event, to_cloudevent
+from collector.natsconn import connect
+from collector.ports import Batch, BatchResult
+from collector.settings import NatsSinkSettings
+
+log = structlog.get_logger("collector.sinks.nats")
+
+_NOT_IN_TOKEN = re.compile(r"[\s*>]")
+PUBLISH_CONCURRENCY = 256
+
+
+class NatsSink:
+    def __init__(self, name: str, settings: NatsSinkSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.buffer = settings.buffer
+        self.healthy = True
+        self._client: Client | None = None
+
+    async def open(self) -> None:
+        self._client = await connect(self.settings, self.name)
+
+    async def close(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            await self._client.drain()
+
+    def subject(self, event: Event) -> str:
+        parts = {
+            "family": event.family,
+            "type": event.type,
+            "source": event.source,
+            "subject": event.subject or "_",
+            "id": event.id,
+        }
+        return self.settings.subject.format_map(
+            {k: _NOT_IN_TOKEN.sub("_", v).strip(".") or "_" for k, v in parts.items()}
+        )
+
+    async def write(self, batch: Batch) -> BatchResult:
+        assert self._client is not None, "open() first"
+        client = self._client
+        messages = [(self.subject(e), orjson.dumps(to_cloudevent(e))) for e in batch.events]
+        headers = {"content-type": "application/cloudevents+json"}
+        try:
+            if self.settings.jetstream:
+                js = client.jetstream()
+                limiter = anyio.Semaphore(PUBLISH_CONCURRENCY)
+
+                async def publish(subject: str, data: bytes) -> None:
+                    async with limiter:
+                        await js.publish(subject, data, headers=headers)
+
+                async with anyio.create_task_group() as tg:
+                    for subject, data in messages:
+                        tg.start_soon(publish, subject, data)
+            else:
+                for subject, data in messages:
+                    await client.publish(subject, data, headers=headers)
+                await client.flush()
+        except (nats.errors.Error, TimeoutError) as exc:
+            self.healthy = False
+            raise ConnectionError(f"nats sink {self.name}: {exc or type(exc).__name__}") from exc
+        self.healthy = True
+        return BatchResult(stored=len(messages), duplicates=frozenset(), rejected=0)
