@@ -13,6 +13,7 @@ collector is down or too slow (the subscription's pending limit drops it).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,11 +73,13 @@ class NatsSource:
             else:
                 await self._run_core(client, intake, stop)
         finally:
-            with anyio.CancelScope(shield=True):
+            # Acks are already published: flush them, then close. (drain() would wait for
+            # the pull subscription's outstanding fetch requests, up to its 30 s timeout.)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 if client.is_connected:
-                    await client.drain()
-                else:
-                    await client.close()
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await client.flush(timeout=2)
+                await client.close()
 
     # -- JetStream -------------------------------------------------------------------------
 
