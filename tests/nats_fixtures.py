@@ -108,7 +108,8 @@ class NatsServer:
 
     def consumer(self, stream: str, durable: str) -> js_api.ConsumerInfo:
         async def work(client: Client) -> js_api.ConsumerInfo:
-            return await client.jetstream().consumer_info(stream, durable)
+            info: js_api.ConsumerInfo = await client.jetstream().consumer_info(stream, durable)
+            return info
 
         return self.run(work)
 

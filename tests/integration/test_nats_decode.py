@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from collector.settings import NatsSourceSettings
 from collector.sources.nats import Decoded, NatsSource
@@ -48,7 +49,7 @@ def decode_via_nats(
         subscription = await client.jetstream().pull_subscribe(
             names.wildcard, durable=names.durable, stream=names.stream
         )
-        fetched = []
+        fetched: list[Msg] = []
         while len(fetched) < len(messages):
             fetched.extend(await subscription.fetch(len(messages) - len(fetched), timeout=5))
         for message in fetched:
