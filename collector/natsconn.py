@@ -4,6 +4,7 @@ reconnecting forever with backoff, each state change logged."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 import nats
 import structlog
@@ -19,7 +20,15 @@ class NatsUnavailable(CollectorError):
     pass
 
 
-async def connect(settings: NatsConnectionSettings, name: str) -> Client:
+async def connect(
+    settings: NatsConnectionSettings,
+    name: str,
+    on_connection: Callable[[bool], None] | None = None,
+) -> Client:
+    """Connect (NatsUnavailable when no server answers); later outages are retried forever.
+
+    `on_connection(False)` is called when the connection drops, `(True)` when it is back.
+    """
     tls: ssl.SSLContext | None = None
     if settings.tls_ca or settings.tls_cert:
         tls = ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
@@ -27,10 +36,17 @@ async def connect(settings: NatsConnectionSettings, name: str) -> Client:
             tls.load_cert_chain(str(settings.tls_cert), str(settings.tls_key or settings.tls_cert))
 
     async def disconnected() -> None:
+        if client.is_closed:  # our own close(), not an outage
+            log.debug("nats_closed", name=name)
+            return
         log.warning("nats_disconnected", name=name)
+        if on_connection is not None:
+            on_connection(False)
 
     async def reconnected() -> None:
         log.info("nats_reconnected", name=name, server=str(client.connected_url))
+        if on_connection is not None:
+            on_connection(True)
 
     async def error(exc: Exception) -> None:
         log.warning("nats_error", name=name, error=str(exc) or type(exc).__name__)

@@ -47,10 +47,17 @@ class FolderSink:
                 for e in batch.events
             )
             self._atomic(f"batch-{stamp}.jsonl", lines)
-            return
-        for index, event in enumerate(batch.events):
-            name = _UNSAFE.sub("_", event.id)[:100]
-            self._atomic(f"{name}-{stamp}-{index}.json", orjson.dumps(to_cloudevent(event)))
+        else:
+            for index, event in enumerate(batch.events):
+                name = _UNSAFE.sub("_", event.id)[:100]
+                self._atomic(f"{name}-{stamp}-{index}.json", orjson.dumps(to_cloudevent(event)))
+        # The renames are durable once the folder itself is synced: only then is the batch
+        # committed (a required folder sink lets sources acknowledge after this).
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
     def _atomic(self, name: str, data: bytes) -> None:
         partial = self.path / f".{name}.tmp"

@@ -11,6 +11,7 @@ import orjson
 import structlog
 from nats.aio.client import Client
 
+from collector.errors import CollectorError
 from collector.events import Event, to_cloudevent
 from collector.natsconn import connect
 from collector.ports import Batch, BatchResult
@@ -18,7 +19,13 @@ from collector.settings import NatsSinkSettings
 
 log = structlog.get_logger("collector.sinks.nats")
 
+
+class NatsSinkError(CollectorError):
+    """Publishing failed (no stream for the subject, a timeout, no connection)."""
+
+
 _NOT_IN_TOKEN = re.compile(r"[\s*>]")
+_EMPTY_TOKENS = re.compile(r"\.{2,}")
 PUBLISH_CONCURRENCY = 256
 
 
@@ -31,7 +38,12 @@ class NatsSink:
         self._client: Client | None = None
 
     async def open(self) -> None:
-        self._client = await connect(self.settings, self.name)
+        self._client = await connect(self.settings, self.name, self._connection_changed)
+
+    def _connection_changed(self, connected: bool) -> None:
+        # Health follows the connection, not the last write: a failed write must not leave
+        # the sink unhealthy (sources would stop and never give it another write).
+        self.healthy = connected
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:
@@ -45,8 +57,13 @@ class NatsSink:
             "subject": event.subject or "_",
             "id": event.id,
         }
+        # Values never add wildcards, whitespace or empty tokens: the server would refuse
+        # the subject (and a bad type must not be able to break the connection).
         return self.settings.subject.format_map(
-            {k: _NOT_IN_TOKEN.sub("_", v).strip(".") or "_" for k, v in parts.items()}
+            {
+                k: _EMPTY_TOKENS.sub(".", _NOT_IN_TOKEN.sub("_", v)).strip(".") or "_"
+                for k, v in parts.items()
+            }
         )
 
     async def write(self, batch: Batch) -> BatchResult:
@@ -71,7 +88,5 @@ class NatsSink:
                     await client.publish(subject, data, headers=headers)
                 await client.flush()
         except (nats.errors.Error, TimeoutError) as exc:
-            self.healthy = False
-            raise ConnectionError(f"nats sink {self.name}: {exc or type(exc).__name__}") from exc
-        self.healthy = True
+            raise NatsSinkError(f"nats sink {self.name}: {str(exc) or type(exc).__name__}") from exc
         return BatchResult(stored=len(messages), duplicates=frozenset(), rejected=0)

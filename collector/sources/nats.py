@@ -24,12 +24,14 @@ import nats.errors
 import nats.js.errors
 import orjson
 import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from collector import ccmessage
-from collector.errors import DeliveryFailed, PipelineClosed
+from collector.errors import ConfigError, PipelineClosed
 from collector.events import (
     Event,
     Invalid,
@@ -45,6 +47,7 @@ from collector.settings import NatsSourceSettings
 log = structlog.get_logger("collector.sources.nats")
 
 CE_PREFIX = "ce-"
+FETCH_TIMEOUT_S = 1.0  # a fetch waits this long for messages; stop is checked in between
 
 
 @dataclass
@@ -64,6 +67,8 @@ class NatsSource:
         self.settings = settings
         self.received = 0
         self.metrics_skipped = 0
+        self.naked = 0
+        self.terminated = 0
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
         client = await connect(self.settings, self.name)
@@ -74,12 +79,20 @@ class NatsSource:
                 await self._run_core(client, intake, stop)
         finally:
             # Acks are already published: flush them, then close. (drain() would wait for
-            # the pull subscription's outstanding fetch requests, up to its 30 s timeout.)
+            # the pull subscriptions' outstanding fetch requests, up to their timeout.)
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 if client.is_connected:
                     with contextlib.suppress(nats.errors.Error, TimeoutError):
                         await client.flush(timeout=2)
                 await client.close()
+            log.info(
+                "nats_source_stopped",
+                source=self.name,
+                received=self.received,
+                metrics_skipped=self.metrics_skipped,
+                naked=self.naked,
+                terminated=self.terminated,
+            )
 
     # -- JetStream -------------------------------------------------------------------------
 
@@ -95,9 +108,15 @@ class NatsSource:
             filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
             filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
         )
-        subscription = await js.pull_subscribe(
-            s.subjects[0], durable=s.durable, stream=s.stream, config=config
-        )
+        # The first subscription creates the durable consumer (or binds to it); every fetch
+        # loop gets its own, so concurrent fetches never share an inbox.
+        subscriptions = [
+            await js.pull_subscribe(
+                s.subjects[0], durable=s.durable, stream=s.stream, config=config
+            )
+        ]
+        for _ in range(s.fetchers - 1):
+            subscriptions.append(await js.pull_subscribe_bind(durable=s.durable, stream=s.stream))
         log.info(
             "nats_consuming",
             source=self.name,
@@ -105,9 +124,10 @@ class NatsSource:
             durable=s.durable,
             subjects=s.subjects,
         )
-        async with anyio.create_task_group() as tg:
-            for _ in range(s.fetchers):
-                tg.start_soon(self._fetch_loop, subscription, intake, stop)
+        # Settling tasks outlive the fetch loops: after stop, what is queued still commits.
+        async with anyio.create_task_group() as settling, anyio.create_task_group() as fetching:
+            for subscription in subscriptions:
+                fetching.start_soon(self._fetch_loop, subscription, intake, stop, settling)
 
     async def _ensure_stream(self, js: Any) -> None:
         s = self.settings
@@ -116,9 +136,11 @@ class NatsSource:
             return
         except nats.js.errors.NotFoundError:
             if not s.create:
-                raise PipelineClosed(
-                    f"nats ({self.name}): stream {s.stream!r} does not exist and "
-                    f"sources.{self.name}.create is false"
+                raise ConfigError(
+                    [
+                        f"config: sources.{self.name}.stream: stream {s.stream!r} does not "
+                        f"exist and sources.{self.name}.create is false"
+                    ]
                 ) from None
         await js.add_stream(
             name=s.stream,
@@ -128,10 +150,17 @@ class NatsSource:
         )
         log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
 
-    async def _fetch_loop(self, subscription: Any, intake: Intake, stop: anyio.Event) -> None:
+    async def _fetch_loop(
+        self, subscription: Any, intake: Intake, stop: anyio.Event, settling: TaskGroup
+    ) -> None:
+        """Fetch, decode, queue; the commit is awaited (then acked) by a separate task, so
+        the next fetch overlaps the database work. The pipeline's bounded queue and
+        max_ack_pending bound what is in flight."""
         while not stop.is_set():
             try:
-                messages: list[Msg] = await subscription.fetch(self.settings.fetch_batch, timeout=1)
+                messages: list[Msg] = await subscription.fetch(
+                    self.settings.fetch_batch, timeout=FETCH_TIMEOUT_S
+                )
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except nats.errors.ConnectionClosedError:
@@ -140,41 +169,75 @@ class NatsSource:
                 log.warning("nats_fetch_failed", source=self.name, error=str(exc))
                 await anyio.sleep(1)
                 continue
-            await self._deliver_messages(messages, intake)
+            received_at = datetime.now(UTC)
+            decoded = [self.decode(m, received_at) for m in messages]
+            delivery = Delivery(
+                events=[e for d in decoded for e in d.events],
+                rejected=[r for d in decoded for r in d.rejected],
+            )
+            self.received += len(messages)
+            try:
+                await intake.enqueue(delivery)  # waits for room: backpressure
+            except PipelineClosed as exc:
+                await self._nak(messages, str(exc))
+                return
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self._nak(messages, "shutdown", delay=0)
+                raise
+            settling.start_soon(self._settle, messages, decoded, delivery)
 
-    async def _deliver_messages(self, messages: list[Msg], intake: Intake) -> None:
-        received_at = datetime.now(UTC)
-        decoded = [self.decode(m, received_at) for m in messages]
-        delivery = Delivery(
-            events=[e for d in decoded for e in d.events],
-            rejected=[r for d in decoded for r in d.rejected],
-        )
-        self.received += len(messages)
+    async def _settle(
+        self, messages: list[Msg], decoded: list[Decoded], delivery: Delivery
+    ) -> None:
+        """Ack once the required sinks committed; nak with a delay when they gave up."""
         try:
-            with anyio.CancelScope(shield=True):  # a delivery in flight finishes even on stop
-                await intake.deliver(delivery)
-        except (DeliveryFailed, PipelineClosed) as exc:
-            log.warning("nats_nak", source=self.name, messages=len(messages), error=str(exc))
-            for message in messages:
-                await _quietly(message.nak(delay=self.settings.nak_delay_s))
+            await delivery.done.wait()
+        except BaseException:
+            # Cancelled past the shutdown timeout: let another collector take them now
+            # (should this one still commit them, the copies are counted as duplicates).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._nak(messages, "shutdown timeout", delay=0)
+            raise
+        if delivery.error is not None:
+            await self._nak(messages, str(delivery.error))
             return
         for message, result in zip(messages, decoded, strict=True):
             # Acks are best effort: a lost ack means a redelivery, which is a duplicate.
-            await _quietly(message.term() if result.invalid else message.ack())
+            if result.invalid:
+                self.terminated += 1
+                await _quietly(message.term())
+            else:
+                await _quietly(message.ack())
+
+    async def _nak(self, messages: list[Msg], reason: str, delay: float | None = None) -> None:
+        log.warning("nats_nak", source=self.name, messages=len(messages), error=reason)
+        self.naked += len(messages)
+        wait = self.settings.nak_delay_s if delay is None else delay
+        for message in messages:
+            await _quietly(message.nak(delay=wait or None))
 
     # -- core NATS -------------------------------------------------------------------------
 
     async def _run_core(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
+        """At most once: what arrives is queued (waiting for room), never acknowledged; what
+        the subscription cannot hold while the pipeline is full is dropped and logged."""
         send, receive = anyio.create_memory_object_stream[Msg](self.settings.fetch_batch * 4)
+        dropped = 0
 
         async def on_message(message: Msg) -> None:
+            nonlocal dropped
             try:
                 send.send_nowait(message)
             except anyio.WouldBlock:
-                log.warning("nats_core_dropped", source=self.name, subject=message.subject)
+                dropped += 1
+                if dropped == 1 or dropped % 1000 == 0:
+                    log.warning("nats_core_dropped", source=self.name, dropped_total=dropped)
 
-        for subject in self.settings.subjects:
+        subscriptions = [
             await client.subscribe(subject, queue=self.settings.queue_group or "", cb=on_message)
+            for subject in self.settings.subjects
+        ]
         log.info(
             "nats_subscribed",
             source=self.name,
@@ -186,25 +249,39 @@ class NatsSource:
                 batch: list[Msg] = []
                 with anyio.move_on_after(1):
                     batch.append(await receive.receive())
-                while batch and len(batch) < self.settings.fetch_batch:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                if batch:
-                    received_at = datetime.now(UTC)
-                    decoded = [self.decode(m, received_at) for m in batch]
-                    delivery = Delivery(
-                        events=[e for d in decoded for e in d.events],
-                        rejected=[r for d in decoded for r in d.rejected],
-                    )
-                    self.received += len(batch)
-                    try:
-                        await intake.deliver(delivery)
-                    except (DeliveryFailed, PipelineClosed) as exc:
-                        log.error(
-                            "nats_core_lost", source=self.name, messages=len(batch), error=str(exc)
-                        )
+                await self._queue_core(batch, receive, intake)
+            # Stop receiving, then queue what already arrived: it is not lost on a clean stop.
+            for subscription in subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
+            await self._queue_core([], receive, intake)
+
+    async def _queue_core(
+        self, batch: list[Msg], receive: MemoryObjectReceiveStream[Msg], intake: Intake
+    ) -> None:
+        while True:
+            while len(batch) < self.settings.fetch_batch:
+                try:
+                    batch.append(receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if not batch:
+                return
+            received_at = datetime.now(UTC)
+            decoded = [self.decode(m, received_at) for m in batch]
+            delivery = Delivery(
+                events=[e for d in decoded for e in d.events],
+                rejected=[r for d in decoded for r in d.rejected],
+            )
+            self.received += len(batch)
+            try:
+                await intake.enqueue(delivery)
+            except PipelineClosed as exc:
+                log.error("nats_core_lost", source=self.name, messages=len(batch), error=str(exc))
+                return
+            if len(batch) < self.settings.fetch_batch:
+                return
+            batch = []
 
     # -- decoding --------------------------------------------------------------------------
 
