@@ -279,5 +279,13 @@ def to_cloudevent(event: Event) -> dict[str, Any]:
     }
     if event.subject is not None:
         document["subject"] = event.subject
-    document["data"] = orjson.Fragment(event.payload)
+    document["data"] = payload_fragment(event.payload)
     return document
+
+
+def payload_fragment(payload: str) -> orjson.Fragment:
+    """The stored JSON text, embeddable as is — compacted when it spans lines, so that one
+    event stays one line in JSON-lines output (a pretty-printed file is kept as received)."""
+    if "\n" in payload or "\r" in payload:
+        return orjson.Fragment(orjson.dumps(orjson.loads(payload)))
+    return orjson.Fragment(payload)

@@ -32,6 +32,26 @@ T = TypeVar("T")
 Message = tuple[str, bytes, dict[str, str] | None]  # subject, data, headers
 
 
+# ClusterCockpit messages as its documentation shows them: the line-protocol specification
+# (cc-specifications), cc-lib's ccMessage README and cc-backend's NATS API.
+JOB = r"{\"jobId\":1001,\"user\":\"testuser\",\"cluster\":\"testcluster\"}"
+CLUSTERCOCKPIT = rf"""job,function=start_job event="{JOB}" 1234567890000000000
+job,function=stop_job event="{{\"jobId\":1001,\"jobState\":\"completed\"}}" 1234567990000000
+start_job,cluster=fritz,hostname=f0101,type=node,type-id=0 event="{JOB}" 1700000000
+stop_job,cluster=fritz,hostname=f0101,type=node,type-id=0 event="{{\"jobId\":1001}}" 1700000100
+node_down,severity=critical,hostname=node001 event="Node node001 is unreachable"
+application_log,level=error,hostname=node001 log="Database connection failed" 1700000200000
+cpu_usage,hostname=node001,type=node value=75.5 1234567890000000000
+mem_used,hostname=node001,type=node value=8192 1234567890000000000
+sampling_rate,component=collector,method=PUT control="10"
+invalid line protocol format
+gpu_down,hostname=node001,type=gpu,type-id=0 event="fell off the bus"
+socket_hot,hostname=node001,type=socket event="throttling"
+socket_hot,hostname=node001,type=socket,type-id=1 event="throttling"
+# a comment line
+"""
+
+
 def nats_server_binary() -> str:
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")

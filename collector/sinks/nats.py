@@ -49,6 +49,29 @@ class NatsSink:
         if self._client is not None and self._client.is_connected:
             await self._client.drain()
 
+    async def _publish_acked(
+        self, client: Client, messages: list[tuple[str, bytes]], headers: dict[str, str]
+    ) -> None:
+        """JetStream publishes, many in flight; the first failure fails the batch."""
+        js = client.jetstream()
+        limiter = anyio.Semaphore(PUBLISH_CONCURRENCY)
+        failures: list[BaseException] = []
+
+        async def publish(subject: str, data: bytes) -> None:
+            async with limiter:
+                if failures:
+                    return
+                try:
+                    await js.publish(subject, data, headers=headers)
+                except (nats.errors.Error, TimeoutError) as exc:
+                    failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for subject, data in messages:
+                tg.start_soon(publish, subject, data)
+        if failures:
+            raise failures[0]
+
     def subject(self, event: Event) -> str:
         parts = {
             "family": event.family,
@@ -73,16 +96,7 @@ class NatsSink:
         headers = {"content-type": "application/cloudevents+json"}
         try:
             if self.settings.jetstream:
-                js = client.jetstream()
-                limiter = anyio.Semaphore(PUBLISH_CONCURRENCY)
-
-                async def publish(subject: str, data: bytes) -> None:
-                    async with limiter:
-                        await js.publish(subject, data, headers=headers)
-
-                async with anyio.create_task_group() as tg:
-                    for subject, data in messages:
-                        tg.start_soon(publish, subject, data)
+                await self._publish_acked(client, messages, headers)
             else:
                 for subject, data in messages:
                     await client.publish(subject, data, headers=headers)

@@ -48,6 +48,7 @@ log = structlog.get_logger("collector.sources.nats")
 
 CE_PREFIX = "ce-"
 FETCH_TIMEOUT_S = 1.0  # a fetch waits this long for messages; stop is checked in between
+PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
 
 
 @dataclass
@@ -157,6 +158,12 @@ class NatsSource:
         the next fetch overlaps the database work. The pipeline's bounded queue and
         max_ack_pending bound what is in flight."""
         while not stop.is_set():
+            if not intake.accepting:
+                # Queue full or a required sink retrying (database down): pull nothing, so
+                # messages wait in the stream (or go to another collector) instead of being
+                # fetched, held past ack_wait, redelivered and fetched again.
+                await anyio.sleep(PAUSE_S)
+                continue
             try:
                 messages: list[Msg] = await subscription.fetch(
                     self.settings.fetch_batch, timeout=FETCH_TIMEOUT_S

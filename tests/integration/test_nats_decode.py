@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from collector.settings import NatsSourceSettings
 from collector.sources.nats import Decoded, NatsSource
 from tests.conftest import SPEC
-from tests.nats_fixtures import Message, NatsNames, NatsServer
+from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -253,26 +253,6 @@ def test_invalid_payloads_are_rejected_with_their_bytes(
     assert reasons[2].startswith("not UTF-8 text")
     assert [d.rejected[0].raw for d in decoded] == [m[1] for m in messages]
     assert decoded[2].rejected[0].metadata["subject"] == subject
-
-
-# ClusterCockpit messages as its documentation shows them: the line-protocol specification
-# (cc-specifications), cc-lib's ccMessage README and cc-backend's NATS API.
-JOB = r"{\"jobId\":1001,\"user\":\"testuser\",\"cluster\":\"testcluster\"}"
-CLUSTERCOCKPIT = rf"""job,function=start_job event="{JOB}" 1234567890000000000
-job,function=stop_job event="{{\"jobId\":1001,\"jobState\":\"completed\"}}" 1234567990000000
-start_job,cluster=fritz,hostname=f0101,type=node,type-id=0 event="{JOB}" 1700000000
-stop_job,cluster=fritz,hostname=f0101,type=node,type-id=0 event="{{\"jobId\":1001}}" 1700000100
-node_down,severity=critical,hostname=node001 event="Node node001 is unreachable"
-application_log,level=error,hostname=node001 log="Database connection failed" 1700000200000
-cpu_usage,hostname=node001,type=node value=75.5 1234567890000000000
-mem_used,hostname=node001,type=node value=8192 1234567890000000000
-sampling_rate,component=collector,method=PUT control="10"
-invalid line protocol format
-gpu_down,hostname=node001,type=gpu,type-id=0 event="fell off the bus"
-socket_hot,hostname=node001,type=socket event="throttling"
-socket_hot,hostname=node001,type=socket,type-id=1 event="throttling"
-# a comment line
-"""
 
 
 def test_clustercockpit_examples_parse_as_the_specification_says(
