@@ -147,40 +147,57 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"nats-server did not listen on port {port} within 30 s:\n{log.read_text()}")
 
 
+class PrivateNats:
+    """A nats-server of one test's own, to stop and start (same port, same store)."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.log = folder / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateNats:
+        with self.log.open("ab") as output:
+            self.proc = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-sd",
+                    str(self.folder / "store"),
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_listening(self.port, self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     url = os.environ.get("COLLECTOR_TEST_NATS_URL")
     if url:
         yield NatsServer(url)
         return
-    folder = tmp_path_factory.mktemp("nats")
-    port = free_port()
-    log = folder / "nats-server.log"
-    with log.open("wb") as output:
-        proc = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-sd",
-                str(folder / "store"),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    server = PrivateNats(tmp_path_factory.mktemp("nats")).start()
     try:
-        _wait_listening(port, proc, log)
-        yield NatsServer(f"nats://127.0.0.1:{port}")
+        yield NatsServer(server.url)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        server.stop()
 
 
 @pytest.fixture

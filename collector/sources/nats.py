@@ -40,7 +40,7 @@ from collector.events import (
     binary_cloudevent,
     normalise,
 )
-from collector.natsconn import connect
+from collector.natsconn import NatsUnavailable, connect
 from collector.ports import Delivery, Intake
 from collector.settings import NatsSourceSettings
 
@@ -72,7 +72,12 @@ class NatsSource:
         self.terminated = 0
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
-        client = await connect(self.settings, self.name)
+        try:
+            client = await connect(self.settings, self.name, stop=stop)
+        except NatsUnavailable:
+            if stop.is_set():  # stopped before NATS ever answered: nothing was received
+                return
+            raise
         try:
             if self.settings.mode == "jetstream":
                 await self._run_jetstream(client, intake, stop)

@@ -19,7 +19,7 @@ from collector.cli import to_toml
 from collector.db.embedded import EmbeddedPostgres
 from collector.synthetic import cdevent_payloads
 from tests.conftest import SPEC, CollectorProcess, wait_for
-from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer
+from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer, PrivateNats
 
 MakeCollector = Callable[..., CollectorProcess]
 
@@ -312,6 +312,43 @@ def test_database_outage_holds_messages_then_delivers_everything_once(
     # at most once (fetching redeliveries during the outage would multiply them).
     duplicates = sum(e["duplicates"] for e in log_events(collector, "batch_stored"))
     assert duplicates < len(second)
+
+
+def test_collector_waits_for_nats_at_start_and_survives_a_nats_restart(
+    collector_process: MakeCollector,
+    database_url: str,
+    db: psycopg.Connection[Any],
+    nats_names: NatsNames,
+    tmp_path: Path,
+) -> None:
+    broker = PrivateNats(tmp_path / "nats")
+    (tmp_path / "nats").mkdir()
+    server = NatsServer(broker.url)
+    collector = collector_process(
+        config(server, nats_names, source={"ack_wait_s": 5}),
+        env={"COLLECTOR__DATABASE__URL": database_url},
+    ).start()
+    wait_for(lambda: "nats_unavailable" in collector.logs(), timeout=60)
+    broker.start()  # NATS comes up after collector: it connects, creates the stream, consumes
+    try:
+        wait_for(started(collector), timeout=60)
+        first = cdevent_messages(nats_names, 1_000, seed=81)
+        server.publish(first)
+        wait_for(lambda: count(db) == len(first), timeout=60)
+
+        broker.stop()
+        wait_for(lambda: "nats_disconnected" in collector.logs(), timeout=30)
+        broker.start()  # same port, same JetStream store: the stream and consumer are back
+        wait_for(lambda: "nats_reconnected" in collector.logs(), timeout=60)
+        second = cdevent_messages(nats_names, 1_000, seed=82)
+        server.publish(second)
+        wait_for(lambda: count(db) == len(first) + len(second), timeout=60)
+        wait_for(settled(server, nats_names), timeout=30)
+        assert collector.stop() == 0
+    finally:
+        broker.stop()
+    assert count(db, "select count(distinct id) from api.events") == len(first) + len(second)
+    assert "Traceback" not in collector.logs()
 
 
 def test_core_mode_with_a_queue_group_delivers_while_running(
