@@ -47,6 +47,8 @@ from collector.settings import NatsSourceSettings
 log = structlog.get_logger("collector.sources.nats")
 
 CE_PREFIX = "ce-"
+STATUS_HEADER = js_api.Header.STATUS.value
+DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
 FETCH_TIMEOUT_S = 1.0  # a fetch waits this long for messages; stop is checked in between
 PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
 
@@ -60,6 +62,75 @@ class Decoded:
     def invalid(self) -> bool:
         """Nothing usable in the message: store its rejection, then terminate it."""
         return bool(self.rejected) and not self.events
+
+
+class Puller:
+    """Pull requests on a consumer, one at a time, answered on our own inbox.
+
+    Messages arrive through a subscription callback and are handed over as they come
+    (nats-py's fetch() creates a task per message, which costs more than decoding it); the
+    next request goes out once this one is complete, so at most `batch` messages are in
+    transit per puller. A request ends when `batch` messages arrived, or with a status
+    (408 expired, 409 e.g. max_ack_pending reached), or locally one second past its expiry
+    (a request lost with a dropped connection).
+    """
+
+    def __init__(self, client: Client, stream: str, consumer: str, batch: int) -> None:
+        self.client = client
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = client.new_inbox()
+        self.batch = batch
+        self.problem: str | None = None  # the status that ended the last request, if unusual
+        self._subscription: Any = None
+        self._buffer: list[Msg] = []
+        self._arrived = anyio.Event()
+        self._expected = 0
+        self._ended = True
+        self._deadline = 0.0
+
+    async def open(self) -> None:
+        self._subscription = await self.client.subscribe(self.inbox, cb=self._on_message)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+
+    async def request(self, expires_s: float) -> None:
+        self._expected, self._ended, self.problem = self.batch, False, None
+        self._deadline = anyio.current_time() + expires_s + 1
+        body = orjson.dumps({"batch": self.batch, "expires": int(expires_s * 1e9)})
+        await self.client.publish(self.subject, body, reply=self.inbox)
+
+    async def next_messages(self) -> list[Msg]:
+        """What arrived since the last call (waiting for something); [] once the request is
+        complete."""
+        while not self._buffer and not self._ended:
+            remaining = self._deadline - anyio.current_time()
+            if remaining <= 0:
+                self._ended = True
+                break
+            self._arrived = anyio.Event()
+            with anyio.move_on_after(remaining):
+                await self._arrived.wait()
+        messages, self._buffer = self._buffer, []
+        return messages
+
+    async def _on_message(self, message: Msg) -> None:
+        headers = message.headers
+        if not message.reply and headers and STATUS_HEADER in headers:
+            status = headers[STATUS_HEADER]
+            if status == "100":  # idle heartbeat
+                return
+            if status not in ("404", "408"):  # no messages, expired: the normal endings
+                self.problem = f"{status} {headers.get(DESCRIPTION_HEADER, '')}".strip()
+            self._ended = True
+        else:
+            self._buffer.append(message)
+            self._expected -= 1
+            if self._expected <= 0:
+                self._ended = True
+        self._arrived.set()
 
 
 class NatsSource:
@@ -106,23 +177,7 @@ class NatsSource:
         s = self.settings
         js = client.jetstream()
         await self._ensure_stream(js)
-        config = js_api.ConsumerConfig(
-            durable_name=s.durable,
-            ack_policy=js_api.AckPolicy.EXPLICIT,
-            ack_wait=s.ack_wait_s,
-            max_ack_pending=s.max_ack_pending,
-            filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
-            filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
-        )
-        # The first subscription creates the durable consumer (or binds to it); every fetch
-        # loop gets its own, so concurrent fetches never share an inbox.
-        subscriptions = [
-            await js.pull_subscribe(
-                s.subjects[0], durable=s.durable, stream=s.stream, config=config
-            )
-        ]
-        for _ in range(s.fetchers - 1):
-            subscriptions.append(await js.pull_subscribe_bind(durable=s.durable, stream=s.stream))
+        await self._ensure_consumer(js)
         log.info(
             "nats_consuming",
             source=self.name,
@@ -130,10 +185,11 @@ class NatsSource:
             durable=s.durable,
             subjects=s.subjects,
         )
-        # Settling tasks outlive the fetch loops: after stop, what is queued still commits.
-        async with anyio.create_task_group() as settling, anyio.create_task_group() as fetching:
-            for subscription in subscriptions:
-                fetching.start_soon(self._fetch_loop, subscription, intake, stop, settling)
+        # Settling tasks outlive the pull loops: after stop, what is queued still commits.
+        async with anyio.create_task_group() as settling, anyio.create_task_group() as pulling:
+            for _ in range(s.fetchers):
+                puller = Puller(client, s.stream, s.durable, s.fetch_batch)
+                pulling.start_soon(self._pull_loop, puller, intake, stop, settling)
 
     async def _ensure_stream(self, js: Any) -> None:
         s = self.settings
@@ -156,48 +212,74 @@ class NatsSource:
         )
         log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
 
-    async def _fetch_loop(
-        self, subscription: Any, intake: Intake, stop: anyio.Event, settling: TaskGroup
+    async def _ensure_consumer(self, js: Any) -> None:
+        """Bind the durable consumer, or create it (creating an identical one is a no-op, so
+        replicas starting together agree)."""
+        s = self.settings
+        try:
+            await js.consumer_info(s.stream, s.durable)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        config = js_api.ConsumerConfig(
+            durable_name=s.durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_ack_pending=s.max_ack_pending,
+            filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
+            filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
+        )
+        await js.add_consumer(s.stream, config=config)
+        log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
+
+    async def _pull_loop(
+        self, puller: Puller, intake: Intake, stop: anyio.Event, settling: TaskGroup
     ) -> None:
-        """Fetch, decode, queue; the commit is awaited (then acked) by a separate task, so
-        the next fetch overlaps the database work. The pipeline's bounded queue and
-        max_ack_pending bound what is in flight."""
-        while not stop.is_set():
-            if not intake.accepting:
-                # Queue full or a required sink retrying (database down): pull nothing, so
-                # messages wait in the stream (or go to another collector) instead of being
-                # fetched, held past ack_wait, redelivered and fetched again.
-                await anyio.sleep(PAUSE_S)
-                continue
-            try:
-                messages: list[Msg] = await subscription.fetch(
-                    self.settings.fetch_batch, timeout=FETCH_TIMEOUT_S
-                )
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except nats.errors.ConnectionClosedError:
-                return
-            except nats.errors.Error as exc:
-                log.warning("nats_fetch_failed", source=self.name, error=str(exc))
-                await anyio.sleep(1)
-                continue
-            received_at = datetime.now(UTC)
-            decoded = [self.decode(m, received_at) for m in messages]
-            delivery = Delivery(
-                events=[e for d in decoded for e in d.events],
-                rejected=[r for d in decoded for r in d.rejected],
-            )
-            self.received += len(messages)
-            try:
-                await intake.enqueue(delivery)  # waits for room: backpressure
-            except PipelineClosed as exc:
-                await self._nak(messages, str(exc))
-                return
-            except BaseException:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await self._nak(messages, "shutdown", delay=0)
-                raise
-            settling.start_soon(self._settle, messages, decoded, delivery)
+        """Pull, decode, queue; the commit is awaited (then acked) by a separate task, so the
+        next pull overlaps the database work. The pipeline's bounded queue, one pull request
+        at a time and max_ack_pending bound what is in flight."""
+        await puller.open()
+        try:
+            while not stop.is_set():
+                if not intake.accepting:
+                    # Queue full or a required sink retrying (database down): pull nothing,
+                    # so messages wait in the stream (or go to another collector) instead of
+                    # being held past ack_wait, redelivered and fetched again.
+                    await anyio.sleep(PAUSE_S)
+                    continue
+                try:
+                    await puller.request(FETCH_TIMEOUT_S)
+                except nats.errors.Error as exc:
+                    log.warning("nats_fetch_failed", source=self.name, error=str(exc))
+                    await anyio.sleep(1)
+                    continue
+                # Hand over what arrives as it arrives, until the request is complete.
+                while messages := await puller.next_messages():
+                    await self._hand_over(messages, intake, settling)
+                if puller.problem:
+                    log.info("nats_pull_ended", source=self.name, status=puller.problem)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await puller.close()
+
+    async def _hand_over(self, messages: list[Msg], intake: Intake, settling: TaskGroup) -> None:
+        received_at = datetime.now(UTC)
+        decoded = self.decode_all(messages, received_at)
+        delivery = Delivery(
+            events=[e for d in decoded for e in d.events],
+            rejected=[r for d in decoded for r in d.rejected],
+        )
+        self.received += len(messages)
+        try:
+            await intake.enqueue(delivery)  # waits for room: backpressure
+        except PipelineClosed as exc:
+            await self._nak(messages, str(exc))
+            return
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._nak(messages, "shutdown", delay=0)
+            raise
+        settling.start_soon(self._settle, messages, decoded, delivery)
 
     async def _settle(
         self, messages: list[Msg], decoded: list[Decoded], delivery: Delivery
@@ -280,7 +362,7 @@ class NatsSource:
             if not batch:
                 return
             received_at = datetime.now(UTC)
-            decoded = [self.decode(m, received_at) for m in batch]
+            decoded = self.decode_all(batch, received_at)
             delivery = Delivery(
                 events=[e for d in decoded for e in d.events],
                 rejected=[r for d in decoded for r in d.rejected],
@@ -297,25 +379,44 @@ class NatsSource:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def decode(self, message: Msg, received_at: datetime) -> Decoded:
+    def decode_all(self, messages: list[Msg], received_at: datetime) -> list[Decoded]:
+        """Decode a batch; messages with the same subject and headers share one Origin."""
+        origins: dict[tuple[str, str | None, str | None], Origin] = {}
+        return [self.decode(m, received_at, origins) for m in messages]
+
+    def decode(
+        self,
+        message: Msg,
+        received_at: datetime,
+        origins: dict[tuple[str, str | None, str | None], Origin] | None = None,
+    ) -> Decoded:
         """One message → its events and rejections (line protocol may hold several)."""
         s = self.settings
-        headers = {k.lower(): v for k, v in (message.headers or {}).items()}
-        metadata: dict[str, Any] = {"subject": message.subject}
-        if _is_js(message):
-            delivery_info = message.metadata
-            metadata["stream_sequence"] = delivery_info.sequence.stream
-            metadata["delivered"] = delivery_info.num_delivered
-        kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
-        if kept:
-            metadata["headers"] = kept
-        origin = Origin(
-            received_via=self.name,
-            received_at=received_at,
-            default_type=self._type_for(message.subject, headers),
-            default_source=s.event_source or f"nats://{message.subject}",
-            default_id=headers.get(s.id_header.lower()) if s.id_header else None,
-        )
+        raw_headers = message.headers
+        headers = {k.lower(): v for k, v in raw_headers.items()} if raw_headers else {}
+        subject = message.subject
+        metadata: dict[str, Any] = {"subject": subject}
+        delivery = _delivery_info(message.reply)
+        if delivery is not None:
+            metadata["stream_sequence"], metadata["delivered"] = delivery
+        if headers and s.headers:
+            kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
+            if kept:
+                metadata["headers"] = kept
+        type_header = headers.get(s.type_header.lower()) if s.type_header and headers else None
+        id_header = headers.get(s.id_header.lower()) if s.id_header and headers else None
+        key = (subject, type_header, id_header)
+        origin = origins.get(key) if origins is not None else None
+        if origin is None:
+            origin = Origin(
+                received_via=self.name,
+                received_at=received_at,
+                default_type=type_header or self._type_for(subject),
+                default_source=s.event_source or f"nats://{subject}",
+                default_id=id_header,
+            )
+            if origins is not None:
+                origins[key] = origin
         result = Decoded()
         data: bytes = message.data
         fmt = s.format
@@ -368,10 +469,8 @@ class NatsSource:
             )
         return result
 
-    def _type_for(self, subject: str, headers: dict[str, str]) -> str | None:
+    def _type_for(self, subject: str) -> str | None:
         s = self.settings
-        if s.type_header and headers.get(s.type_header.lower()):
-            return headers[s.type_header.lower()]
         for pattern, event_type in s.subject_types.items():
             if _subject_matches(pattern, subject):
                 return event_type
@@ -394,8 +493,20 @@ def _looks_like_json(data: bytes) -> bool:
     return head in (b"{", b"[")
 
 
-def _is_js(message: Msg) -> bool:
-    return bool(message.reply) and message.reply.startswith("$JS.ACK")
+def _delivery_info(reply: str) -> tuple[int, int] | None:
+    """(stream sequence, delivery count) from a JetStream reply subject, else None.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
+    or with `<domain>.<account hash>` after `$JS.ACK` (and a token at the end) since 2.9.
+    """
+    if not reply.startswith("$JS.ACK."):
+        return None
+    tokens = reply.split(".")
+    offset = 0 if len(tokens) == 9 else 2
+    try:
+        return int(tokens[5 + offset]), int(tokens[4 + offset])
+    except (IndexError, ValueError):
+        return None
 
 
 async def _quietly(awaitable: Any) -> None:
