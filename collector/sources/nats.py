@@ -263,12 +263,7 @@ class NatsSource:
                 await puller.close()
 
     async def _hand_over(self, messages: list[Msg], intake: Intake, settling: TaskGroup) -> None:
-        received_at = datetime.now(UTC)
-        decoded = self.decode_all(messages, received_at)
-        delivery = Delivery(
-            events=[e for d in decoded for e in d.events],
-            rejected=[r for d in decoded for r in d.rejected],
-        )
+        delivery, invalid = self.decode_all(messages, datetime.now(UTC))
         self.received += len(messages)
         try:
             await intake.enqueue(delivery)  # waits for room: backpressure
@@ -279,11 +274,9 @@ class NatsSource:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._nak(messages, "shutdown", delay=0)
             raise
-        settling.start_soon(self._settle, messages, decoded, delivery)
+        settling.start_soon(self._settle, messages, invalid, delivery)
 
-    async def _settle(
-        self, messages: list[Msg], decoded: list[Decoded], delivery: Delivery
-    ) -> None:
+    async def _settle(self, messages: list[Msg], invalid: list[bool], delivery: Delivery) -> None:
         """Ack once the required sinks committed; nak with a delay when they gave up."""
         try:
             await delivery.done.wait()
@@ -296,9 +289,9 @@ class NatsSource:
         if delivery.error is not None:
             await self._nak(messages, str(delivery.error))
             return
-        for message, result in zip(messages, decoded, strict=True):
+        for message, unusable in zip(messages, invalid, strict=True):
             # Acks are best effort: a lost ack means a redelivery, which is a duplicate.
-            if result.invalid:
+            if unusable:
                 self.terminated += 1
                 await _quietly(message.term())
             else:
@@ -361,12 +354,7 @@ class NatsSource:
                     break
             if not batch:
                 return
-            received_at = datetime.now(UTC)
-            decoded = self.decode_all(batch, received_at)
-            delivery = Delivery(
-                events=[e for d in decoded for e in d.events],
-                rejected=[r for d in decoded for r in d.rejected],
-            )
+            delivery, _ = self.decode_all(batch, datetime.now(UTC))
             self.received += len(batch)
             try:
                 await intake.enqueue(delivery)
@@ -379,18 +367,34 @@ class NatsSource:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def decode_all(self, messages: list[Msg], received_at: datetime) -> list[Decoded]:
-        """Decode a batch; messages with the same subject and headers share one Origin."""
+    def decode_all(self, messages: list[Msg], received_at: datetime) -> tuple[Delivery, list[bool]]:
+        """A batch as one delivery, and for each message whether nothing in it was usable
+        (to be terminated once its rejection is stored). Messages with the same subject and
+        headers share one Origin."""
         origins: dict[tuple[str, str | None, str | None], Origin] = {}
-        return [self.decode(m, received_at, origins) for m in messages]
+        events: list[Event] = []
+        rejected: list[RejectedEvent] = []
+        invalid: list[bool] = []
+        for message in messages:
+            before = len(events), len(rejected)
+            self._decode_into(message, received_at, origins, events, rejected)
+            invalid.append(len(events) == before[0] and len(rejected) > before[1])
+        return Delivery(events=events, rejected=rejected), invalid
 
-    def decode(
+    def decode(self, message: Msg, received_at: datetime) -> Decoded:
+        """One message → its events and rejections (line protocol may hold several)."""
+        result = Decoded()
+        self._decode_into(message, received_at, {}, result.events, result.rejected)
+        return result
+
+    def _decode_into(
         self,
         message: Msg,
         received_at: datetime,
-        origins: dict[tuple[str, str | None, str | None], Origin] | None = None,
-    ) -> Decoded:
-        """One message → its events and rejections (line protocol may hold several)."""
+        origins: dict[tuple[str, str | None, str | None], Origin],
+        events: list[Event],
+        rejected: list[RejectedEvent],
+    ) -> None:
         s = self.settings
         raw_headers = message.headers
         headers = {k.lower(): v for k, v in raw_headers.items()} if raw_headers else {}
@@ -406,7 +410,7 @@ class NatsSource:
         type_header = headers.get(s.type_header.lower()) if s.type_header and headers else None
         id_header = headers.get(s.id_header.lower()) if s.id_header and headers else None
         key = (subject, type_header, id_header)
-        origin = origins.get(key) if origins is not None else None
+        origin = origins.get(key)
         if origin is None:
             origin = Origin(
                 received_via=self.name,
@@ -415,9 +419,7 @@ class NatsSource:
                 default_source=s.event_source or f"nats://{subject}",
                 default_id=id_header,
             )
-            if origins is not None:
-                origins[key] = origin
-        result = Decoded()
+            origins[key] = origin
         data: bytes = message.data
         fmt = s.format
         try:
@@ -426,12 +428,12 @@ class NatsSource:
                     k[len(CE_PREFIX) :]: v for k, v in headers.items() if k.startswith(CE_PREFIX)
                 }
                 doc = binary_cloudevent(attributes, headers.get("content-type"), data)
-                result.events.append(normalise(doc, None, origin, metadata))
+                events.append(normalise(doc, None, origin, metadata))
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
                 cc = ccmessage.decode(text, origin, cluster=s.cluster, metadata=metadata)
-                result.events.extend(cc.events)
-                result.rejected.extend(cc.rejected)
+                events.extend(cc.events)
+                rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
             else:
                 doc = orjson.loads(data)
@@ -439,9 +441,9 @@ class NatsSource:
                     for index, item in enumerate(doc):
                         meta = {**metadata, "index": index}
                         try:
-                            result.events.append(normalise(item, None, origin, meta))
+                            events.append(normalise(item, None, origin, meta))
                         except Invalid as exc:
-                            result.rejected.append(
+                            rejected.append(
                                 RejectedEvent(
                                     str(exc),
                                     orjson.dumps(item),
@@ -452,22 +454,19 @@ class NatsSource:
                                 )
                             )
                 else:
-                    result.events.append(normalise(doc, data, origin, metadata))
+                    events.append(normalise(doc, data, origin, metadata))
         except orjson.JSONDecodeError as exc:
-            result.rejected.append(
+            rejected.append(
                 RejectedEvent(f"invalid JSON: {exc}", data, received_at, self.name, None, metadata)
             )
         except UnicodeDecodeError as exc:
-            result.rejected.append(
+            rejected.append(
                 RejectedEvent(
                     f"not UTF-8 text: {exc}", data, received_at, self.name, None, metadata
                 )
             )
         except Invalid as exc:
-            result.rejected.append(
-                RejectedEvent(str(exc), data, received_at, self.name, None, metadata)
-            )
-        return result
+            rejected.append(RejectedEvent(str(exc), data, received_at, self.name, None, metadata))
 
     def _type_for(self, subject: str) -> str | None:
         s = self.settings
