@@ -23,17 +23,25 @@ from collector.maintenance import log_maintenance, maintain
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import HttpRequest, HttpResponse, Sink, Source
 from collector.settings import (
+    FolderSinkSettings,
     FolderSourceSettings,
+    HttpSinkSettings,
     HttpSourceSettings,
+    NatsSinkSettings,
+    NatsSourceSettings,
     PostgresSinkSettings,
     Settings,
     StdoutSinkSettings,
     mask_url,
 )
+from collector.sinks.folder import FolderSink
+from collector.sinks.http import HttpSink
+from collector.sinks.nats import NatsSink
 from collector.sinks.postgres import PostgresSink
 from collector.sinks.stdout import StdoutSink
 from collector.sources.folder import FolderSource
 from collector.sources.http import HttpSource
+from collector.sources.nats import NatsSource
 from collector.web import WebApp, json_response
 from collector.web import serve as serve_http
 
@@ -104,6 +112,12 @@ def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
             sink = PostgresSink(name, url, pool_size=settings.database.pool_size)
         elif isinstance(config, StdoutSinkSettings):
             sink = StdoutSink(name, buffer=config.buffer)
+        elif isinstance(config, NatsSinkSettings):
+            sink = NatsSink(name, config)
+        elif isinstance(config, HttpSinkSettings):
+            sink = HttpSink(name, config)
+        elif isinstance(config, FolderSinkSettings):
+            sink = FolderSink(name, config)
         else:
             assert_never(config)
         (required if config.required else optional).append(sink)
@@ -118,6 +132,8 @@ def build_sources(settings: Settings) -> list[Source]:
             folder = FolderSource(name, config, chunk_size=settings.pipeline.batch_size)
             folder.prepare()
             sources.append(folder)
+        elif isinstance(config, NatsSourceSettings):
+            sources.append(NatsSource(name, config))
         elif isinstance(config, HttpSourceSettings):
             http = HttpSource(name, config, settings.http)
             if http.path in paths:
@@ -173,6 +189,9 @@ def build_web(
 
 async def run(settings: Settings) -> None:
     sources = build_sources(settings)  # configuration problems first, before any database work
+    if not settings.postgres_sinks:  # a bridge (e.g. folder → nats) needs no database
+        await serve(settings, "", sources)
+        return
     with database_url(settings) as url:
         log.info("database", url=mask_url(url))
         await prepare_database(url, settings.database.migrate)
@@ -199,7 +218,8 @@ async def serve(settings: Settings, url: str, sources: list[Source]) -> None:
 
     async with anyio.create_task_group() as outer:
         await outer.start(write)
-        outer.start_soon(_maintenance, settings, url, stop)
+        if url:
+            outer.start_soon(_maintenance, settings, url, stop)
         outer.start_soon(_signals, stop, outer.cancel_scope)
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:

@@ -28,6 +28,9 @@ from collector.sinks.postgres import PostgresSink
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    from collector import bench_nats
+
+    bench_nats.add_parsers(commands, common)
     ingest = commands.add_parser(
         "ingest",
         parents=[common],

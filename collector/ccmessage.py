@@ -6,7 +6,9 @@ events); job events sent as measurement `start_job` or as
 `job,function=start_job` get the same type. Metric lines (`value`) are not events: they are
 counted and skipped. The id is a hash of the line's content and timestamp, so a resent line is
 a duplicate, and it always has the same time: the database keeps these identities in the time
-partitions themselves, which retention drops (sql/migrations/0003_hpc_retention.sql).
+partitions themselves, which retention drops (sql/migrations/0003_hpc_retention.sql). Tags are
+checked where the ClusterCockpit specification is explicit (the `type` values, and a `type-id`
+with every type but `node`); anything it is silent about is kept as sent.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collector.lineprotocol import LineProtocolError, Point, parse_lines, timest
 
 TYPE_PREFIX = "org.clustercockpit"
 JOB_FUNCTIONS = {"start_job", "stop_job"}
+# The hardware levels a message may be about (cc-specifications, interfaces/lineprotocol).
+TYPES = ("node", "socket", "die", "memoryDomain", "llc", "core", "hwthread", "accelerator")
 
 
 @dataclass
@@ -68,6 +72,20 @@ def decode(
     return result
 
 
+def check_tags(tags: dict[str, str]) -> None:
+    """Reject what the specification rules out; raise Invalid naming the tag."""
+    level = tags.get("type")
+    if level is not None:
+        if level not in TYPES:
+            raise Invalid(f"tag type: {level!r} is not one of {', '.join(TYPES)}")
+        if level != "node" and not tags.get("type-id"):
+            raise Invalid(f"tag type-id: missing (type={level} needs the {level}'s id)")
+    for name in ("cluster", "hostname"):
+        value = tags.get(name)
+        if value is not None and ("/" in value or not value.strip()):
+            raise Invalid(f"tag {name}: {value!r} is not a {name} (empty, or contains '/')")
+
+
 def to_event(
     point: Point,
     origin: Origin,
@@ -77,6 +95,7 @@ def to_event(
 ) -> Event:
     kind = point.kind
     tags = dict(point.tags)
+    check_tags(tags)
     cluster_name = tags.get("cluster") or cluster
     if not cluster_name:
         raise Invalid("tag cluster: missing (add the tag, ?cluster=<name>, or configure cluster)")

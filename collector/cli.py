@@ -40,8 +40,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CollectorError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as group:
+        # A task (a source, a sink) failed with one of our errors: say it like the others.
+        matched, _ = group.split(CollectorError)
+        if matched is None:
+            raise
+        for error in _leaves(matched):
+            print(f"collector: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

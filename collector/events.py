@@ -6,6 +6,7 @@ A document becomes an `Event` (CDEvents, CloudEvents structured JSON or plain JS
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Origin:
     received_at: datetime
     default_type: str | None = None
     default_source: str | None = None
+    default_id: str | None = None  # plain JSON: an id from transport metadata (a header)
 
 
 class Invalid(ValueError):
@@ -167,9 +169,11 @@ def _plain(
             "type: plain JSON carries no event type; set event_type on source "
             f"{origin.received_via!r}, or send a CloudEvent or CDEvent"
         )
-    canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    event_id = origin.default_id
+    if event_id is None:
+        event_id = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Event(
-        id=hashlib.sha256(canonical).hexdigest(),
+        id=event_id,
         source=origin.default_source or f"collector/{origin.received_via}",
         type=origin.default_type,
         time=origin.received_at,
@@ -232,3 +236,56 @@ def _json_kind(doc: Any) -> str:
     if isinstance(doc, bool):
         return "a boolean"
     return "a number"
+
+
+def binary_cloudevent(
+    attributes: dict[str, str], content_type: str | None, data: bytes
+) -> dict[str, Any]:
+    """The structured form of a binary-mode CloudEvent (attributes from `ce-` headers).
+
+    `attributes` are the header values without their `ce-` prefix. JSON data (by content
+    type, or with none) is embedded as JSON, other text as a string, bytes as data_base64.
+    """
+    doc: dict[str, Any] = dict(attributes)
+    media = (content_type or "").split(";")[0].strip().lower()
+    if content_type:
+        doc["datacontenttype"] = content_type
+    if not data:
+        return doc
+    if not media or media in ("application/json", "text/json") or media.endswith("+json"):
+        try:
+            doc["data"] = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid(f"data: not valid JSON: {exc}") from None
+        return doc
+    try:
+        doc["data"] = data.decode()
+    except UnicodeDecodeError:
+        doc["data_base64"] = base64.b64encode(data).decode()
+    return doc
+
+
+def to_cloudevent(event: Event) -> dict[str, Any]:
+    """The event as a structured CloudEvent: CloudEvents as received, others wrapped as data."""
+    if event.family == "cloudevents":
+        return dict(orjson.loads(event.payload))
+    document: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time.isoformat(),
+        "datacontenttype": "application/json",
+    }
+    if event.subject is not None:
+        document["subject"] = event.subject
+    document["data"] = payload_fragment(event.payload)
+    return document
+
+
+def payload_fragment(payload: str) -> orjson.Fragment:
+    """The stored JSON text, embeddable as is — compacted when it spans lines, so that one
+    event stays one line in JSON-lines output (a pretty-printed file is kept as received)."""
+    if "\n" in payload or "\r" in payload:
+        return orjson.Fragment(orjson.dumps(orjson.loads(payload)))
+    return orjson.Fragment(payload)

@@ -183,7 +183,61 @@ class HttpSourceSettings(Section):
     event_source: str | None = Field(default=None, description="source for plain JSON")
 
 
-SourceSettings = Annotated[FolderSourceSettings | HttpSourceSettings, Field(discriminator="type")]
+class NatsConnectionSettings(Section):
+    """How to reach NATS: shared by the nats source and the nats sink."""
+
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    nkey_seed_file: Path | None = Field(default=None, description="NKey seed file")
+    creds_file: Path | None = Field(default=None, description="JWT + NKey credentials file")
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class NatsSourceSettings(NatsConnectionSettings):
+    type: Literal["nats"]
+    mode: Literal["jetstream", "core"] = Field(
+        default="jetstream",
+        description="jetstream: durable, acked after commit; core: at-most-once subscription",
+    )
+    subjects: list[str] = Field(default_factory=lambda: ["events.>"], min_length=1)
+    queue_group: str | None = Field(default=None, description="core: share messages")
+    format: Literal["auto", "cloudevents", "cdevents", "json", "lineprotocol"] = "auto"
+    stream: str = Field(default="EVENTS", description="jetstream: stream to bind or create")
+    durable: str = Field(default="collector", description="jetstream: durable pull consumer")
+    create: bool = Field(default=True, description="create the stream when missing")
+    storage: Literal["file", "memory"] = "file"
+    retention: Literal["limits", "workqueue", "interest"] = "limits"
+    fetch_batch: int = Field(default=1000, ge=1, le=100_000)
+    fetchers: int = Field(default=2, ge=1, le=64, description="concurrent fetch loops")
+    max_ack_pending: int = Field(default=20_000, ge=1)
+    ack_wait_s: float = Field(default=60.0, gt=0)
+    nak_delay_s: float = Field(default=2.0, ge=0, description="redeliver after a sink failure")
+    headers: list[str] = Field(
+        default_factory=list, description="message headers kept in each event's metadata"
+    )
+    event_type: str | None = Field(default=None, description="type for plain JSON")
+    event_source: str | None = Field(default=None, description="source for plain JSON")
+    type_header: str | None = Field(
+        default=None, description="plain JSON: header carrying the type (oCIS: eventtype)"
+    )
+    id_header: str | None = Field(
+        default=None, description="plain JSON: header carrying the id (oCIS: eventid)"
+    )
+    subject_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="plain JSON: subject pattern → type, e.g. 'ocis.*' = 'com.owncloud.event'",
+    )
+    cluster: str | None = Field(default=None, description="lineprotocol: default cluster")
+
+
+SourceSettings = Annotated[
+    FolderSourceSettings | HttpSourceSettings | NatsSourceSettings, Field(discriminator="type")
+]
 
 
 class HttpSettings(Section):
@@ -217,7 +271,50 @@ class StdoutSinkSettings(Section):
     buffer: int = Field(default=10_000, ge=1, description="events buffered before dropping")
 
 
-SinkSettings = Annotated[PostgresSinkSettings | StdoutSinkSettings, Field(discriminator="type")]
+class NatsSinkSettings(NatsConnectionSettings):
+    type: Literal["nats"]
+    required: bool = False
+    buffer: int = Field(default=10_000, ge=1)
+    subject: str = Field(
+        default="events.{family}.{type}",
+        description="subject template: {family}, {type}, {source}, {subject}, {id}",
+    )
+    jetstream: bool = Field(default=False, description="publish with JetStream acks")
+
+
+class HttpSinkSettings(Section):
+    type: Literal["http"]
+    required: bool = False
+    buffer: int = Field(default=10_000, ge=1)
+    url: str
+    mode: Literal["structured", "binary", "batch"] = "structured"
+    headers: dict[str, str] = Field(default_factory=dict)
+    hmac_secret: SecretStr | None = None
+    hmac_header: str = "X-Hub-Signature-256"
+    hmac_prefix: str = "sha256="
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=5, ge=0, description="retries on 5xx, 429 and network errors")
+    backoff_s: float = Field(default=0.2, ge=0, description="first retry delay, doubled each time")
+
+
+class FolderSinkSettings(Section):
+    type: Literal["folder"]
+    required: bool = False
+    buffer: int = Field(default=10_000, ge=1)
+    path: Path
+    layout: Literal["event", "batch"] = Field(
+        default="batch", description="event: one JSON file per event; batch: one JSONL per batch"
+    )
+
+
+SinkSettings = Annotated[
+    PostgresSinkSettings
+    | StdoutSinkSettings
+    | NatsSinkSettings
+    | HttpSinkSettings
+    | FolderSinkSettings,
+    Field(discriminator="type"),
+]
 
 
 class LogSettings(Section):
@@ -370,7 +467,7 @@ def _describe(err: Any) -> str:
     return f"config: {where}: {message}" if loc else f"config: {message}"
 
 
-_UNION_TAGS = {"folder", "http", "postgres", "stdout", "none", "token", "hmac", "jwt"}
+_UNION_TAGS = {"folder", "http", "nats", "postgres", "stdout", "none", "token", "hmac", "jwt"}
 
 
 def masked(settings: Settings) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 -- name: ingest
 SELECT stored, duplicate_positions, rejected FROM collector.ingest(
-    %(ids)s, %(sources)s, %(types)s, %(times)s, %(families)s, %(subjects)s, %(subject_types)s,
-    %(predicates)s, %(type_versions)s, %(payloads)s, %(metadatas)s, %(received_ats)s,
-    %(received_vias)s, %(rejected_reasons)s, %(rejected_locations)s, %(rejected_raws)s,
-    %(rejected_sizes)s, %(rejected_received_ats)s, %(rejected_received_vias)s,
-    %(rejected_metadatas)s
+    %(ids)b, %(sources)b, %(types)b, %(times)b, %(families)b, %(subjects)b, %(subject_types)b,
+    %(predicates)b, %(type_versions)b, %(payloads)b, %(metadatas)b, %(received_ats)b,
+    %(received_vias)b, %(rejected_reasons)b, %(rejected_locations)b, %(rejected_raws)b,
+    %(rejected_sizes)b, %(rejected_received_ats)b, %(rejected_received_vias)b,
+    %(rejected_metadatas)b
 );
 
 -- name: ensure_partitions_ahead
@@ -38,3 +38,22 @@ CREATE TEMP TABLE bench_copy (payload jsonb NOT NULL);
 
 -- name: bench_copy
 COPY bench_copy (payload) FROM STDIN;
+
+-- name: bench_baseline_table
+CREATE TABLE bench_events (id bigserial, ts timestamptz, type text, payload jsonb);
+
+-- name: bench_baseline_copy
+COPY bench_events (ts, type, payload) FROM STDIN;
+
+-- name: bench_baseline_count
+SELECT count(*) FROM bench_events;
+
+-- name: bench_events_counts
+SELECT (SELECT count(*) FROM api.events), (SELECT count(DISTINCT (source, type, id)) FROM api.events),
+       (SELECT count(*) FROM api.rejected_events);
+
+-- name: checkpoint
+CHECKPOINT;
+
+-- name: server_version
+SELECT current_setting('server_version');

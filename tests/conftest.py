@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
+from tests.nats_fixtures import nats_names, nats_server  # noqa: F401 - fixtures for every test
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO.parent / "shared" / "cdevents-spec"
@@ -166,11 +167,34 @@ class CollectorProcess:
 
 
 @pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A dedicated embedded server, for tests that stop and start it."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        # As root the data may live outside tmp_path (a private folder under the temp dir).
+        lay = pg.layout
+        for folder in (lay.pgdata, lay.socket_dir):
+            if not folder.is_relative_to(tmp_path):
+                shutil.rmtree(folder, ignore_errors=True)
+        if not lay.pgdata.parent.is_relative_to(tmp_path):
+            shutil.rmtree(lay.pgdata.parent, ignore_errors=True)
+
+
+@pytest.fixture
 def collector_process(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
     started: list[CollectorProcess] = []
 
-    def make(config: str, env: dict[str, str] | None = None) -> CollectorProcess:
-        proc = CollectorProcess(tmp_path, config, env)
+    def make(
+        config: str, env: dict[str, str] | None = None, workdir: Path | None = None
+    ) -> CollectorProcess:
+        """A collector in tmp_path, or in its own `workdir` (to run several side by side)."""
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        proc = CollectorProcess(workdir or tmp_path, config, env)
         started.append(proc)
         return proc
 

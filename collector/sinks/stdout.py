@@ -7,6 +7,7 @@ from typing import IO
 
 import orjson
 
+from collector.events import payload_fragment
 from collector.ports import Batch, BatchResult
 
 
@@ -36,7 +37,7 @@ class StdoutSink:
                     "subject": e.subject,
                     "family": e.family,
                     "received_via": e.received_via,
-                    "payload": orjson.Fragment(e.payload),
+                    "payload": payload_fragment(e.payload),
                 },
                 option=orjson.OPT_APPEND_NEWLINE,
             )

@@ -44,6 +44,7 @@ def test_version(tmp_path: Path) -> None:
         ["db", "url"],
         ["db", "psql"],
         ["bench", "ingest"],
+        ["bench", "nats"],
     ],
 )
 def test_every_command_has_help_naming_its_environment_variable(

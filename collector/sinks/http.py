@@ -1,0 +1,134 @@
+"""The http sink: events forwarded as CloudEvents (structured, binary or batch mode), signed
+with HMAC when configured, retried with exponential backoff on 5xx, 429 and network errors."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import quote
+
+import anyio
+import httpx
+import orjson
+import structlog
+
+from collector.errors import CollectorError
+from collector.events import Event, to_cloudevent
+from collector.ports import Batch, BatchResult
+from collector.settings import HttpSinkSettings
+
+log = structlog.get_logger("collector.sinks.http")
+
+MAX_RETRY_AFTER_S = 60.0
+
+
+class HttpSinkError(CollectorError):
+    """The receiver refused an event (4xx other than 429), or kept failing past the retries."""
+
+
+class HttpSink:
+    def __init__(self, name: str, settings: HttpSinkSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.buffer = settings.buffer
+        self.healthy = True
+        self._client: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.settings.timeout_s)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def write(self, batch: Batch) -> BatchResult:
+        if self.settings.mode == "batch":
+            if batch.events:
+                body = orjson.dumps([to_cloudevent(e) for e in batch.events])
+                await self._post(body, {"content-type": "application/cloudevents-batch+json"})
+        else:
+            for event in batch.events:
+                body, headers = self._request(event)
+                await self._post(body, headers)
+        return BatchResult(stored=len(batch.events), duplicates=frozenset(), rejected=0)
+
+    def _request(self, event: Event) -> tuple[bytes, dict[str, str]]:
+        document = to_cloudevent(event)
+        if self.settings.mode == "structured":
+            return orjson.dumps(document), {"content-type": "application/cloudevents+json"}
+        # Binary mode (CloudEvents HTTP binding): attributes as ce- headers, data as the body.
+        data = document.pop("data", None)
+        data_base64 = document.pop("data_base64", None)
+        content_type = document.pop("datacontenttype", "application/json")
+        headers = {f"ce-{k}": _header_value(v) for k, v in document.items()}
+        headers["content-type"] = content_type
+        if data_base64 is not None:
+            return base64.b64decode(data_base64), headers
+        if data is None:
+            return b"", headers
+        if isinstance(data, str) and not _is_json(content_type):
+            return data.encode(), headers
+        return orjson.dumps(data), headers
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> None:
+        assert self._client is not None, "open() first"
+        s = self.settings
+        headers = {**s.headers, **headers}
+        if s.hmac_secret is not None:
+            digest = hmac.new(s.hmac_secret.get_secret_value().encode(), body, hashlib.sha256)
+            headers[s.hmac_header] = s.hmac_prefix + digest.hexdigest()
+        delay = s.backoff_s
+        try:
+            await self._post_with_retries(body, headers, delay)
+        finally:
+            # Unhealthy only while retrying: once a write gave up, the next one may succeed.
+            self.healthy = True
+
+    async def _post_with_retries(self, body: bytes, headers: dict[str, str], delay: float) -> None:
+        assert self._client is not None, "open() first"
+        s = self.settings
+        for attempt in range(s.retries + 1):
+            problem: str
+            wait = delay
+            try:
+                response = await self._client.post(s.url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    return
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code < 500 and response.status_code != 429:
+                    raise HttpSinkError(f"http sink {self.name}: {s.url} refused: {problem}")
+                wait = max(delay, _retry_after(response))
+            self.healthy = False
+            if attempt == s.retries:
+                raise HttpSinkError(
+                    f"http sink {self.name}: {s.url} failed {s.retries + 1} times: {problem}"
+                )
+            log.warning(
+                "http_sink_retry",
+                sink=self.name,
+                attempt=attempt + 1,
+                retry_in_s=wait,
+                error=problem,
+            )
+            await anyio.sleep(wait)
+            delay *= 2
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The receiver's Retry-After in seconds (bounded), or 0."""
+    value = response.headers.get("retry-after", "")
+    return min(float(value), MAX_RETRY_AFTER_S) if value.isdigit() else 0.0
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+def _header_value(value: object) -> str:
+    # The binding percent-encodes what a header cannot carry: non-ASCII, controls, '%', '"'.
+    return quote(str(value), safe=" !#$&'()*+,-./:;<=>?@[\\]^_`{|}~")

@@ -1,0 +1,515 @@
+"""The NATS source: JetStream (durable, acked after commit) or core NATS (at-most-once).
+
+JetStream: a durable pull consumer (the stream and consumer are created when missing, or
+bound when present); each fetched batch becomes one delivery; messages are acked once the
+required sinks committed, nak'ed with a delay when they could not, and an invalid payload is
+stored as rejected, then terminated. `max_ack_pending` bounds what is in flight, so a slow
+database backpressures the stream instead of filling memory. Several collectors on one
+durable consumer share the work; the database dedups redeliveries.
+
+Core NATS has no acknowledgements: a message is delivered at most once, and lost if
+collector is down or too slow (the subscription's pending limit drops it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import nats.errors
+import nats.js.errors
+import orjson
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+
+from collector import ccmessage
+from collector.errors import ConfigError, PipelineClosed
+from collector.events import (
+    Event,
+    Invalid,
+    Origin,
+    RejectedEvent,
+    binary_cloudevent,
+    normalise,
+)
+from collector.natsconn import NatsUnavailable, connect
+from collector.ports import Delivery, Intake
+from collector.settings import NatsSourceSettings
+
+log = structlog.get_logger("collector.sources.nats")
+
+CE_PREFIX = "ce-"
+STATUS_HEADER = js_api.Header.STATUS.value
+DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
+FETCH_TIMEOUT_S = 1.0  # a fetch waits this long for messages; stop is checked in between
+PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
+
+
+@dataclass
+class Decoded:
+    events: list[Event] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+    @property
+    def invalid(self) -> bool:
+        """Nothing usable in the message: store its rejection, then terminate it."""
+        return bool(self.rejected) and not self.events
+
+
+class Puller:
+    """Pull requests on a consumer, one at a time, answered on our own inbox.
+
+    Messages arrive through a subscription callback and are handed over as they come
+    (nats-py's fetch() creates a task per message, which costs more than decoding it); the
+    next request goes out once this one is complete, so at most `batch` messages are in
+    transit per puller. A request ends when `batch` messages arrived, or with a status
+    (408 expired, 409 e.g. max_ack_pending reached), or locally one second past its expiry
+    (a request lost with a dropped connection).
+    """
+
+    def __init__(self, client: Client, stream: str, consumer: str, batch: int) -> None:
+        self.client = client
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = client.new_inbox()
+        self.batch = batch
+        self.problem: str | None = None  # the status that ended the last request, if unusual
+        self._subscription: Any = None
+        self._buffer: list[Msg] = []
+        self._arrived = anyio.Event()
+        self._expected = 0
+        self._ended = True
+        self._deadline = 0.0
+
+    async def open(self) -> None:
+        self._subscription = await self.client.subscribe(self.inbox, cb=self._on_message)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+
+    async def request(self, expires_s: float) -> None:
+        self._expected, self._ended, self.problem = self.batch, False, None
+        self._deadline = anyio.current_time() + expires_s + 1
+        body = orjson.dumps({"batch": self.batch, "expires": int(expires_s * 1e9)})
+        await self.client.publish(self.subject, body, reply=self.inbox)
+
+    async def next_messages(self) -> list[Msg]:
+        """What arrived since the last call (waiting for something); [] once the request is
+        complete."""
+        while not self._buffer and not self._ended:
+            remaining = self._deadline - anyio.current_time()
+            if remaining <= 0:
+                self._ended = True
+                break
+            self._arrived = anyio.Event()
+            with anyio.move_on_after(remaining):
+                await self._arrived.wait()
+        messages, self._buffer = self._buffer, []
+        return messages
+
+    async def _on_message(self, message: Msg) -> None:
+        headers = message.headers
+        if not message.reply and headers and STATUS_HEADER in headers:
+            status = headers[STATUS_HEADER]
+            if status == "100":  # idle heartbeat
+                return
+            if status not in ("404", "408"):  # no messages, expired: the normal endings
+                self.problem = f"{status} {headers.get(DESCRIPTION_HEADER, '')}".strip()
+            self._ended = True
+        else:
+            self._buffer.append(message)
+            self._expected -= 1
+            if self._expected <= 0:
+                self._ended = True
+        self._arrived.set()
+
+
+class NatsSource:
+    def __init__(self, name: str, settings: NatsSourceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.received = 0
+        self.metrics_skipped = 0
+        self.naked = 0
+        self.terminated = 0
+
+    async def run(self, intake: Intake, stop: anyio.Event) -> None:
+        try:
+            client = await connect(self.settings, self.name, stop=stop)
+        except NatsUnavailable:
+            if stop.is_set():  # stopped before NATS ever answered: nothing was received
+                return
+            raise
+        try:
+            if self.settings.mode == "jetstream":
+                await self._run_jetstream(client, intake, stop)
+            else:
+                await self._run_core(client, intake, stop)
+        finally:
+            # Acks are already published: flush them, then close. (drain() would wait for
+            # the pull subscriptions' outstanding fetch requests, up to their timeout.)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                if client.is_connected:
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await client.flush(timeout=2)
+                await client.close()
+            log.info(
+                "nats_source_stopped",
+                source=self.name,
+                received=self.received,
+                metrics_skipped=self.metrics_skipped,
+                naked=self.naked,
+                terminated=self.terminated,
+            )
+
+    # -- JetStream -------------------------------------------------------------------------
+
+    async def _run_jetstream(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
+        s = self.settings
+        js = client.jetstream()
+        await self._ensure_stream(js)
+        await self._ensure_consumer(js)
+        log.info(
+            "nats_consuming",
+            source=self.name,
+            stream=s.stream,
+            durable=s.durable,
+            subjects=s.subjects,
+        )
+        # Settling tasks outlive the pull loops: after stop, what is queued still commits.
+        async with anyio.create_task_group() as settling, anyio.create_task_group() as pulling:
+            for _ in range(s.fetchers):
+                puller = Puller(client, s.stream, s.durable, s.fetch_batch)
+                pulling.start_soon(self._pull_loop, puller, intake, stop, settling)
+
+    async def _ensure_stream(self, js: Any) -> None:
+        s = self.settings
+        try:
+            await js.stream_info(s.stream)
+            return
+        except nats.js.errors.NotFoundError:
+            if not s.create:
+                raise ConfigError(
+                    [
+                        f"config: sources.{self.name}.stream: stream {s.stream!r} does not "
+                        f"exist and sources.{self.name}.create is false"
+                    ]
+                ) from None
+        await js.add_stream(
+            name=s.stream,
+            subjects=list(s.subjects),
+            storage=js_api.StorageType(s.storage),
+            retention=js_api.RetentionPolicy(s.retention),
+        )
+        log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
+
+    async def _ensure_consumer(self, js: Any) -> None:
+        """Bind the durable consumer, or create it (creating an identical one is a no-op, so
+        replicas starting together agree)."""
+        s = self.settings
+        try:
+            await js.consumer_info(s.stream, s.durable)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        config = js_api.ConsumerConfig(
+            durable_name=s.durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_ack_pending=s.max_ack_pending,
+            filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
+            filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
+        )
+        await js.add_consumer(s.stream, config=config)
+        log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
+
+    async def _pull_loop(
+        self, puller: Puller, intake: Intake, stop: anyio.Event, settling: TaskGroup
+    ) -> None:
+        """Pull, decode, queue; the commit is awaited (then acked) by a separate task, so the
+        next pull overlaps the database work. The pipeline's bounded queue, one pull request
+        at a time and max_ack_pending bound what is in flight."""
+        await puller.open()
+        try:
+            while not stop.is_set():
+                if not intake.accepting:
+                    # Queue full or a required sink retrying (database down): pull nothing,
+                    # so messages wait in the stream (or go to another collector) instead of
+                    # being held past ack_wait, redelivered and fetched again.
+                    await anyio.sleep(PAUSE_S)
+                    continue
+                try:
+                    await puller.request(FETCH_TIMEOUT_S)
+                except nats.errors.Error as exc:
+                    log.warning("nats_fetch_failed", source=self.name, error=str(exc))
+                    await anyio.sleep(1)
+                    continue
+                # Hand over what arrives as it arrives, until the request is complete.
+                while messages := await puller.next_messages():
+                    await self._hand_over(messages, intake, settling)
+                if puller.problem:
+                    log.info("nats_pull_ended", source=self.name, status=puller.problem)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await puller.close()
+
+    async def _hand_over(self, messages: list[Msg], intake: Intake, settling: TaskGroup) -> None:
+        delivery, invalid = self.decode_all(messages, datetime.now(UTC))
+        self.received += len(messages)
+        try:
+            await intake.enqueue(delivery)  # waits for room: backpressure
+        except PipelineClosed as exc:
+            await self._nak(messages, str(exc))
+            return
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._nak(messages, "shutdown", delay=0)
+            raise
+        settling.start_soon(self._settle, messages, invalid, delivery)
+
+    async def _settle(self, messages: list[Msg], invalid: list[bool], delivery: Delivery) -> None:
+        """Ack once the required sinks committed; nak with a delay when they gave up."""
+        try:
+            await delivery.done.wait()
+        except BaseException:
+            # Cancelled past the shutdown timeout: let another collector take them now
+            # (should this one still commit them, the copies are counted as duplicates).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._nak(messages, "shutdown timeout", delay=0)
+            raise
+        if delivery.error is not None:
+            await self._nak(messages, str(delivery.error))
+            return
+        for message, unusable in zip(messages, invalid, strict=True):
+            # Acks are best effort: a lost ack means a redelivery, which is a duplicate.
+            if unusable:
+                self.terminated += 1
+                await _quietly(message.term())
+            else:
+                await _quietly(message.ack())
+
+    async def _nak(self, messages: list[Msg], reason: str, delay: float | None = None) -> None:
+        log.warning("nats_nak", source=self.name, messages=len(messages), error=reason)
+        self.naked += len(messages)
+        wait = self.settings.nak_delay_s if delay is None else delay
+        for message in messages:
+            await _quietly(message.nak(delay=wait or None))
+
+    # -- core NATS -------------------------------------------------------------------------
+
+    async def _run_core(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
+        """At most once: what arrives is queued (waiting for room), never acknowledged; what
+        the subscription cannot hold while the pipeline is full is dropped and logged."""
+        send, receive = anyio.create_memory_object_stream[Msg](self.settings.fetch_batch * 4)
+        dropped = 0
+
+        async def on_message(message: Msg) -> None:
+            nonlocal dropped
+            try:
+                send.send_nowait(message)
+            except anyio.WouldBlock:
+                dropped += 1
+                if dropped == 1 or dropped % 1000 == 0:
+                    log.warning("nats_core_dropped", source=self.name, dropped_total=dropped)
+
+        subscriptions = [
+            await client.subscribe(subject, queue=self.settings.queue_group or "", cb=on_message)
+            for subject in self.settings.subjects
+        ]
+        log.info(
+            "nats_subscribed",
+            source=self.name,
+            subjects=self.settings.subjects,
+            queue_group=self.settings.queue_group,
+        )
+        async with receive:
+            while not stop.is_set():
+                batch: list[Msg] = []
+                with anyio.move_on_after(1):
+                    batch.append(await receive.receive())
+                await self._queue_core(batch, receive, intake)
+            # Stop receiving, then queue what already arrived: it is not lost on a clean stop.
+            for subscription in subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
+            await self._queue_core([], receive, intake)
+
+    async def _queue_core(
+        self, batch: list[Msg], receive: MemoryObjectReceiveStream[Msg], intake: Intake
+    ) -> None:
+        while True:
+            while len(batch) < self.settings.fetch_batch:
+                try:
+                    batch.append(receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            if not batch:
+                return
+            delivery, _ = self.decode_all(batch, datetime.now(UTC))
+            self.received += len(batch)
+            try:
+                await intake.enqueue(delivery)
+            except PipelineClosed as exc:
+                log.error("nats_core_lost", source=self.name, messages=len(batch), error=str(exc))
+                return
+            if len(batch) < self.settings.fetch_batch:
+                return
+            batch = []
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def decode_all(self, messages: list[Msg], received_at: datetime) -> tuple[Delivery, list[bool]]:
+        """A batch as one delivery, and for each message whether nothing in it was usable
+        (to be terminated once its rejection is stored). Messages with the same subject and
+        headers share one Origin."""
+        origins: dict[tuple[str, str | None, str | None], Origin] = {}
+        events: list[Event] = []
+        rejected: list[RejectedEvent] = []
+        invalid: list[bool] = []
+        for message in messages:
+            before = len(events), len(rejected)
+            self._decode_into(message, received_at, origins, events, rejected)
+            invalid.append(len(events) == before[0] and len(rejected) > before[1])
+        return Delivery(events=events, rejected=rejected), invalid
+
+    def decode(self, message: Msg, received_at: datetime) -> Decoded:
+        """One message → its events and rejections (line protocol may hold several)."""
+        result = Decoded()
+        self._decode_into(message, received_at, {}, result.events, result.rejected)
+        return result
+
+    def _decode_into(
+        self,
+        message: Msg,
+        received_at: datetime,
+        origins: dict[tuple[str, str | None, str | None], Origin],
+        events: list[Event],
+        rejected: list[RejectedEvent],
+    ) -> None:
+        s = self.settings
+        raw_headers = message.headers
+        headers = {k.lower(): v for k, v in raw_headers.items()} if raw_headers else {}
+        subject = message.subject
+        metadata: dict[str, Any] = {"subject": subject}
+        delivery = _delivery_info(message.reply)
+        if delivery is not None:
+            metadata["stream_sequence"], metadata["delivered"] = delivery
+        if headers and s.headers:
+            kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
+            if kept:
+                metadata["headers"] = kept
+        type_header = headers.get(s.type_header.lower()) if s.type_header and headers else None
+        id_header = headers.get(s.id_header.lower()) if s.id_header and headers else None
+        key = (subject, type_header, id_header)
+        origin = origins.get(key)
+        if origin is None:
+            origin = Origin(
+                received_via=self.name,
+                received_at=received_at,
+                default_type=type_header or self._type_for(subject),
+                default_source=s.event_source or f"nats://{subject}",
+                default_id=id_header,
+            )
+            origins[key] = origin
+        data: bytes = message.data
+        fmt = s.format
+        try:
+            if headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
+                attributes = {
+                    k[len(CE_PREFIX) :]: v for k, v in headers.items() if k.startswith(CE_PREFIX)
+                }
+                doc = binary_cloudevent(attributes, headers.get("content-type"), data)
+                events.append(normalise(doc, None, origin, metadata))
+            elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
+                text = data.decode()
+                cc = ccmessage.decode(text, origin, cluster=s.cluster, metadata=metadata)
+                events.extend(cc.events)
+                rejected.extend(cc.rejected)
+                self.metrics_skipped += cc.metrics_skipped
+            else:
+                doc = orjson.loads(data)
+                if isinstance(doc, list):
+                    for index, item in enumerate(doc):
+                        meta = {**metadata, "index": index}
+                        try:
+                            events.append(normalise(item, None, origin, meta))
+                        except Invalid as exc:
+                            rejected.append(
+                                RejectedEvent(
+                                    str(exc),
+                                    orjson.dumps(item),
+                                    received_at,
+                                    self.name,
+                                    f"index {index}",
+                                    meta,
+                                )
+                            )
+                else:
+                    events.append(normalise(doc, data, origin, metadata))
+        except orjson.JSONDecodeError as exc:
+            rejected.append(
+                RejectedEvent(f"invalid JSON: {exc}", data, received_at, self.name, None, metadata)
+            )
+        except UnicodeDecodeError as exc:
+            rejected.append(
+                RejectedEvent(
+                    f"not UTF-8 text: {exc}", data, received_at, self.name, None, metadata
+                )
+            )
+        except Invalid as exc:
+            rejected.append(RejectedEvent(str(exc), data, received_at, self.name, None, metadata))
+
+    def _type_for(self, subject: str) -> str | None:
+        s = self.settings
+        for pattern, event_type in s.subject_types.items():
+            if _subject_matches(pattern, subject):
+                return event_type
+        return s.event_type
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcards: `*` one token, `>` the rest."""
+    parts, wanted = subject.split("."), pattern.split(".")
+    for index, part in enumerate(wanted):
+        if part == ">":
+            return len(parts) > index
+        if index >= len(parts) or (part != "*" and not fnmatch.fnmatchcase(parts[index], part)):
+            return False
+    return len(parts) == len(wanted)
+
+
+def _looks_like_json(data: bytes) -> bool:
+    head = data.lstrip()[:1]
+    return head in (b"{", b"[")
+
+
+def _delivery_info(reply: str) -> tuple[int, int] | None:
+    """(stream sequence, delivery count) from a JetStream reply subject, else None.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
+    or with `<domain>.<account hash>` after `$JS.ACK` (and a token at the end) since 2.9.
+    """
+    if not reply.startswith("$JS.ACK."):
+        return None
+    tokens = reply.split(".")
+    offset = 0 if len(tokens) == 9 else 2
+    try:
+        return int(tokens[5 + offset]), int(tokens[4 + offset])
+    except (IndexError, ValueError):
+        return None
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        log.debug("nats_ack_failed", error=str(exc))

@@ -1,0 +1,300 @@
+"""The forwarding sinks against real receivers: an HTTP server that fails first, a NATS server
+with JetStream, and a folder read back by the folder source."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from nats.aio.client import Client
+from pydantic import SecretStr
+
+from collector import ccmessage
+from collector.events import Event, Origin, normalise
+from collector.ports import Batch
+from collector.settings import (
+    FolderSinkSettings,
+    FolderSourceSettings,
+    HttpSinkSettings,
+    NatsSinkSettings,
+)
+from collector.sinks.folder import FolderSink
+from collector.sinks.http import HttpSink, HttpSinkError
+from collector.sinks.nats import NatsSink, NatsSinkError
+from collector.sources.folder import FolderSource
+from tests.conftest import SPEC
+from tests.nats_fixtures import NatsNames, NatsServer
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+SECRET = "s3cret"
+
+
+def events() -> list[Event]:
+    """One event of every family, as the sources make them."""
+    origin = Origin(received_via="test", received_at=NOW, default_type="com.example.raw")
+    cdevent = (SPEC / "v0.5.1" / "conformance" / "build_started.json").read_bytes()
+    cloudevent = {
+        "specversion": "1.0",
+        "id": "ce-1",
+        "source": "/shop",
+        "type": "com.example.order",
+        "subject": "order-1",
+        "time": "2025-05-31T10:00:00Z",
+        "datacontenttype": "text/plain",
+        "data": "ünïcode text",
+    }
+    cc = ccmessage.decode(
+        'node_down,cluster=fritz,hostname=f0101 event="unreachable" 1700000000', origin
+    )
+    return [
+        normalise(orjson.loads(cdevent), cdevent, origin, {}),
+        normalise(cloudevent, None, origin, {}),
+        normalise({"build": 7}, None, origin, {}),
+        *cc.events,
+    ]
+
+
+def identity(e: Event) -> tuple[str, str, str]:
+    return (e.source, e.type, e.id)
+
+
+# -- http ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server answering from a script: `fail_first` 503s, then `status`."""
+
+    fail_first: int = 0
+    status: int = 202
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self, headers: dict[str, str], body: bytes) -> int:
+        self.requests.append((headers, body))
+        return 503 if len(self.requests) <= self.fail_first else self.status
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    script = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            status = script.answer({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    script.url = f"http://127.0.0.1:{server.server_address[1]}/events"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield script
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http_sink(receiver: Receiver, **settings: Any) -> HttpSink:
+    return HttpSink(
+        "forward",
+        HttpSinkSettings(
+            type="http",
+            url=receiver.url,
+            hmac_secret=SecretStr(SECRET),
+            backoff_s=0.01,
+            **settings,
+        ),
+    )
+
+
+def signed(headers: dict[str, str], body: bytes) -> bool:
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers["x-hub-signature-256"], expected)
+
+
+async def write(sink: Any, batch: Batch) -> Any:
+    await sink.open()
+    try:
+        return await sink.write(batch)
+    finally:
+        await sink.close()
+
+
+async def test_http_sink_retries_503s_then_every_event_arrives_signed(
+    receiver: Receiver,
+) -> None:
+    receiver.fail_first = 3
+    sent = events()
+    result = await write(http_sink(receiver, retries=5), Batch(sent))
+    assert result.stored == len(sent)
+    assert len(receiver.requests) == 3 + len(sent)
+    assert all(signed(h, b) for h, b in receiver.requests)
+    delivered = [orjson.loads(b) for h, b in receiver.requests[3:]]
+    assert all(h["content-type"] == "application/cloudevents+json" for h, _ in receiver.requests)
+    assert [(d["source"], d["type"], d["id"]) for d in delivered] == [identity(e) for e in sent]
+    # The first event's three failed attempts carried the same body as its success.
+    assert {b for _, b in receiver.requests[:4]} == {receiver.requests[3][1]}
+
+
+async def test_http_sink_binary_mode_puts_attributes_in_headers(receiver: Receiver) -> None:
+    sent = events()
+    await write(http_sink(receiver, mode="binary"), Batch(sent))
+    (cd_h, cd_b), (ce_h, ce_b), (_raw_h, raw_b), (cc_h, _cc_b) = receiver.requests
+    assert cd_h["ce-type"] == "dev.cdevents.build.started.0.3.0"
+    assert cd_h["ce-specversion"] == "1.0"
+    assert cd_h["content-type"] == "application/json"
+    assert orjson.loads(cd_b)["context"]["type"] == cd_h["ce-type"]
+    assert (ce_h["ce-id"], ce_h["ce-subject"], ce_h["content-type"]) == (
+        "ce-1",
+        "order-1",
+        "text/plain",
+    )
+    assert ce_b == "ünïcode text".encode()  # text data is the body as is, not a JSON string
+    assert orjson.loads(raw_b) == {"build": 7}
+    assert cc_h["ce-source"] == "/clusters/fritz/hosts/f0101"
+    assert all(signed(h, b) for h, b in receiver.requests)
+
+
+async def test_http_sink_batch_mode_sends_one_request(receiver: Receiver) -> None:
+    sent = events()
+    await write(http_sink(receiver, mode="batch"), Batch(sent))
+    ((headers, body),) = receiver.requests
+    assert headers["content-type"] == "application/cloudevents-batch+json"
+    assert [(d["source"], d["type"], d["id"]) for d in orjson.loads(body)] == [
+        identity(e) for e in sent
+    ]
+    assert signed(headers, body)
+
+
+async def test_http_sink_does_not_retry_a_400(receiver: Receiver) -> None:
+    receiver.status = 400
+    sink = http_sink(receiver, retries=5)
+    with pytest.raises(HttpSinkError, match="refused: HTTP 400"):
+        await write(sink, Batch(events()[:1]))
+    assert len(receiver.requests) == 1
+    assert sink.healthy  # giving up leaves it ready for the next write
+
+
+async def test_http_sink_gives_up_after_its_retries(receiver: Receiver) -> None:
+    receiver.fail_first = 100
+    with pytest.raises(HttpSinkError, match="failed 3 times: HTTP 503"):
+        await write(http_sink(receiver, retries=2), Batch(events()[:1]))
+    assert len(receiver.requests) == 3
+
+
+# -- nats ----------------------------------------------------------------------------------
+
+
+async def test_nats_sink_publishes_structured_cloudevents_with_jetstream_acks(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    sink = NatsSink(
+        "bus",
+        NatsSinkSettings(
+            type="nats",
+            servers=[nats_server.url],
+            subject=nats_names.prefix + ".{family}.{type}",
+            jetstream=True,
+        ),
+    )
+    sent = events()
+    await write(sink, Batch(sent))
+
+    async def read(client: Client) -> list[tuple[str, dict[str, Any]]]:
+        subscription = await client.jetstream().pull_subscribe(
+            nats_names.wildcard, stream=nats_names.stream
+        )
+        messages = await subscription.fetch(len(sent), timeout=5)
+        return [(m.subject, orjson.loads(m.data)) for m in messages]
+
+    received = await anyio.to_thread.run_sync(nats_server.run, read)
+    p = nats_names.prefix
+    assert [s for s, _ in received] == [
+        f"{p}.cdevents.dev.cdevents.build.started.0.3.0",
+        f"{p}.cloudevents.com.example.order",
+        f"{p}.raw.com.example.raw",
+        f"{p}.ccmessage.org.clustercockpit.event.node_down",
+    ]
+    assert [(d["source"], d["type"], d["id"]) for _, d in received] == [identity(e) for e in sent]
+    cd = received[0][1]
+    assert cd["data"] == json.loads(
+        (SPEC / "v0.5.1" / "conformance" / "build_started.json").read_text()
+    )
+
+
+async def test_nats_sink_without_a_stream_fails_the_write(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    sink = NatsSink(
+        "bus",
+        NatsSinkSettings(
+            type="nats",
+            servers=[nats_server.url],
+            subject=nats_names.prefix + ".{type}",
+            jetstream=True,
+        ),
+    )
+    with pytest.raises(NatsSinkError, match="nats sink bus"):
+        await write(sink, Batch(events()[:1]))
+
+
+def test_nats_sink_subjects_never_get_wildcards_or_empty_tokens() -> None:
+    sink = NatsSink("bus", NatsSinkSettings(type="nats", subject="ev.{type}.{subject}"))
+    event = events()[1]
+    event.type = "a..b * > c."
+    event.subject = ""
+    assert sink.subject(event) == "ev.a.b_____c._"
+
+
+# -- folder --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["batch", "event"])
+async def test_folder_sink_writes_what_a_folder_source_reads(tmp_path: Path, layout: str) -> None:
+    out = tmp_path / "out"
+    sent = events()
+    await write(
+        FolderSink("files", FolderSinkSettings(type="folder", path=out, layout=layout)),
+        Batch(sent),
+    )
+    written = sorted(p for p in out.iterdir())
+    assert not [p for p in written if p.name.startswith(".")]  # no temporary files left
+    assert len(written) == (1 if layout == "batch" else len(sent))
+
+    reader = FolderSource("files", FolderSourceSettings(type="folder", path=out), 100)
+    read: list[Event] = []
+    for path in written:
+        found, rejected = reader.decode(path.read_bytes(), path.name, NOW)
+        assert not rejected
+        read.extend(found)
+    assert sorted(map(identity, read)) == sorted(map(identity, sent))
+    by_identity = {identity(e): e for e in read}
+    for original in sent:
+        back = by_identity[identity(original)]
+        assert back.time == original.time
+        if original.family in ("cdevents", "cloudevents"):
+            assert back.family == original.family
+            assert orjson.loads(back.payload) == orjson.loads(original.payload)
+        else:  # others travel as CloudEvents carrying the original document as data
+            assert orjson.loads(back.payload)["data"] == orjson.loads(original.payload)

@@ -1,0 +1,150 @@
+"""The JetStream source in-process against a real server: nak with delay when a required sink
+gives up, and what happens to messages in flight at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from collector.pipeline import Pipeline, PipelineLimits
+from collector.ports import Batch, BatchResult, Sink
+from collector.settings import NatsSourceSettings
+from collector.sinks.memory import MemorySink
+from collector.sources.nats import FETCH_TIMEOUT_S, NatsSource
+from collector.synthetic import cdevent_payloads
+from tests.nats_fixtures import NatsNames, NatsServer
+
+pytestmark = pytest.mark.anyio
+
+
+def source(server: NatsServer, names: NatsNames, **settings: Any) -> NatsSource:
+    config = NatsSourceSettings(
+        type="nats",
+        servers=[server.url],
+        subjects=[names.wildcard],
+        stream=names.stream,
+        durable=names.durable,
+        **settings,
+    )
+    return NatsSource("bus", config)
+
+
+@asynccontextmanager
+async def running(
+    nats_source: NatsSource, sink: Sink
+) -> AsyncIterator[tuple[anyio.Event, anyio.CancelScope]]:
+    """Pipeline and source running; yields the source's stop event and cancel scope.
+
+    On exit the source is stopped and awaited, then the pipeline is torn down."""
+    pipeline = Pipeline([sink], [], PipelineLimits(batch_size=100, linger_s=0.005))
+    stop, finished = anyio.Event(), anyio.Event()
+    scope = anyio.CancelScope()
+
+    async def run_source() -> None:
+        try:
+            with scope:
+                await nats_source.run(pipeline, stop)
+        finally:
+            finished.set()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(pipeline.run)
+        tg.start_soon(run_source)
+        yield stop, scope
+        stop.set()
+        await finished.wait()
+        await pipeline.close()
+        tg.cancel_scope.cancel()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.02)
+
+
+async def test_a_failed_delivery_is_naked_then_redelivered_and_stored_once(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    payloads = cdevent_payloads(50, seed=71)
+    await anyio.to_thread.run_sync(
+        nats_server.publish, [(f"{nats_names.prefix}.cd", p, None) for p in payloads]
+    )
+    sink = MemorySink()
+    sink.fail_next = 1  # the first write fails: the required sink gave up on that batch
+    nats_source = source(nats_server, nats_names, nak_delay_s=0.3, fetch_batch=100)
+    async with running(nats_source, sink) as (stop, _):
+        await until(lambda: len(sink.events) == len(payloads))
+        stop.set()
+    assert nats_source.naked == len(payloads)
+    # What is stored came from the second delivery, and each event is stored once.
+    assert {e.metadata["delivered"] for e in sink.events.values()} == {2}
+    ids = {orjson.loads(p)["context"]["id"] for p in payloads}
+    assert {e.id for e in sink.events.values()} == ids
+    info = await anyio.to_thread.run_sync(
+        nats_server.consumer, nats_names.stream, nats_names.durable
+    )
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+class StuckSink:
+    """A required sink that never commits (a database that hangs)."""
+
+    name = "stuck"
+    buffer = 0
+    healthy = True
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def write(self, batch: Batch) -> BatchResult:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_past_the_shutdown_timeout_messages_in_flight_are_handed_back(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    payloads = cdevent_payloads(30, seed=72)
+    await anyio.to_thread.run_sync(
+        nats_server.publish, [(f"{nats_names.prefix}.cd", p, None) for p in payloads]
+    )
+    nats_source = source(nats_server, nats_names, ack_wait_s=300)
+
+    def consumer() -> Any:
+        return nats_server.consumer(nats_names.stream, nats_names.durable)
+
+    async with running(nats_source, StuckSink()) as (stop, scope):
+        await until(lambda: nats_source.received == len(payloads))
+        stop.set()  # the source stops fetching but waits for the commit that never comes
+        # Its fetch loops end once their last pull request expired; a request still open at
+        # the nak would get the messages back (and lose them to a closed connection until
+        # ack_wait).
+        await anyio.sleep(FETCH_TIMEOUT_S + 0.5)
+        info = await anyio.to_thread.run_sync(consumer)
+        assert info.num_ack_pending == len(payloads)
+        scope.cancel()  # what collector does once shutdown_timeout_s has passed
+    # Nak'ed without delay: another consumer gets them at once, long before ack_wait (300 s).
+    assert nats_source.naked == len(payloads)
+
+    async def fetch_again(client: Any) -> list[int]:
+        subscription = await client.jetstream().pull_subscribe_bind(
+            durable=nats_names.durable, stream=nats_names.stream
+        )
+        messages = await subscription.fetch(len(payloads), timeout=5)
+        for message in messages:
+            await message.ack()
+        return [m.metadata.num_delivered for m in messages]
+
+    redelivered = await anyio.to_thread.run_sync(nats_server.run, fetch_again)
+    assert redelivered == [2] * len(payloads)
