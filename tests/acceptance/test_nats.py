@@ -162,7 +162,13 @@ def test_every_payload_format_becomes_rows_with_transport_metadata(
             "select family, id, type, subject, metadata, payload from api.events"
         ).fetchall()
     }
-    assert {family for family, _ in rows} == {"cloudevents", "cdevents", "ccmessage", "raw"}
+    assert {family for family, _ in rows} == {
+        "cloudevents",
+        "cdevents",
+        "ccmessage",
+        "cclog",
+        "raw",
+    }
     _, subject, metadata, payload = rows[("cloudevents", "ce-structured")]
     assert subject == "order-1"
     assert payload == structured
@@ -183,7 +189,8 @@ def test_every_payload_format_becomes_rows_with_transport_metadata(
         conformance
     )
     cc_types = db.execute(
-        "select type, source from api.events where family = 'ccmessage' order by type, source"
+        "select type, source from api.events where family in ('ccmessage', 'cclog')"
+        " order by type, source"
     ).fetchall()
     assert ("org.clustercockpit.event.start_job", "/clusters/default-cluster") in cc_types
     assert ("org.clustercockpit.event.start_job", "/clusters/fritz/hosts/f0101") in cc_types
