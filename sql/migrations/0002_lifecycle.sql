@@ -7,11 +7,10 @@
 -- instead of re-aggregating all events.
 --
 -- The fold is order-independent: every merge (earliest/latest time, latest time per predicate,
--- highest-ranked status, newest value per content key, latest event) picks by a total order on
--- the events themselves — (time, rank of the predicate, predicate) — never by arrival. So a
--- `finished` before its `started`, replays and any split of the events into batches give the
--- same rows. (Only two events of one subject with the same predicate at the same microsecond
--- are ordered by arrival.)
+-- highest-ranked status, newest value per content key, latest event) picks by an order on the
+-- events themselves, never by arrival: an event's stamp [time as epoch, rank of its predicate,
+-- type, id, source] orders by time, then lifecycle stage, then identity. So a `finished` before
+-- its `started`, replays and any split of the events into batches give the same rows.
 
 -- Filters of api.events on type, source or subject, with or without a time range, use these
 -- btree indexes (time ranges alone use the BRIN index of 0001). Each one costs ingest work, so
@@ -76,10 +75,9 @@ CREATE TABLE collector.subjects (
     status_rank     smallint NOT NULL,
     status_time     timestamptz NOT NULL,
     content         jsonb NOT NULL,         -- subject.content of all events, newest value per key
-    content_stamps  jsonb NOT NULL,         -- per key: [epoch, rank, predicate] of the event that set it
-    last_payload    jsonb NOT NULL,         -- the latest event
-    last_predicate  text NOT NULL,
-    last_rank       smallint NOT NULL,
+    content_stamps  jsonb NOT NULL,         -- per key: the stamp of the event that set it
+    last_payload    jsonb NOT NULL,         -- the latest event (greatest stamp)
+    last_stamp      jsonb NOT NULL,         -- its stamp: [epoch, rank, type, id, source]
     events          integer NOT NULL,
     PRIMARY KEY (subject_type, subject_source, subject_id)
 );
@@ -165,6 +163,7 @@ BEGIN
         SELECT l.tracked_as AS subject_type,
                coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
                n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
+               jsonb_build_array(extract(epoch FROM n.time), l.rank, n.type, n.id, n.source) AS stamp,
                -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
                CASE n.subject_type
                    WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', n.subject))
@@ -192,17 +191,14 @@ BEGIN
         FROM ev ORDER BY subject_type, subject_source, subject_id, rank DESC, time DESC, status DESC
     ), latest AS (
         SELECT DISTINCT ON (subject_type, subject_source, subject_id)
-               subject_type, subject_source, subject_id, payload AS last_payload,
-               predicate AS last_predicate, rank AS last_rank
-        FROM ev ORDER BY subject_type, subject_source, subject_id, time DESC, rank DESC, predicate DESC
+               subject_type, subject_source, subject_id, payload AS last_payload, stamp AS last_stamp
+        FROM ev ORDER BY subject_type, subject_source, subject_id, stamp DESC
     ), newest_keys AS (
         SELECT DISTINCT ON (e.subject_type, e.subject_source, e.subject_id, c.key)
                e.subject_type, e.subject_source, e.subject_id, c.key,
-               collector.content_value(c.key, c.value) AS value,
-               jsonb_build_array(extract(epoch FROM e.time), e.rank, e.predicate) AS stamp
+               collector.content_value(c.key, c.value) AS value, e.stamp
         FROM ev e CROSS JOIN LATERAL jsonb_each(e.content) AS c
-        ORDER BY e.subject_type, e.subject_source, e.subject_id, c.key,
-                 e.time DESC, e.rank DESC, e.predicate DESC
+        ORDER BY e.subject_type, e.subject_source, e.subject_id, c.key, e.stamp DESC
     ), contents AS (
         SELECT subject_type, subject_source, subject_id,
                jsonb_object_agg(key, value) AS content, jsonb_object_agg(key, stamp) AS content_stamps
@@ -210,12 +206,12 @@ BEGIN
     )
     INSERT INTO collector.subjects AS s
         (subject_type, subject_source, subject_id, first_time, last_time, predicate_times,
-         status, status_rank, status_time, content, content_stamps, last_payload, last_predicate,
-         last_rank, events)
+         status, status_rank, status_time, content, content_stamps, last_payload, last_stamp,
+         events)
     SELECT k.subject_type, k.subject_source, k.subject_id, k.first_time, k.last_time,
            t.predicate_times, st.status, k.status_rank, st.status_time,
            coalesce(c.content, '{}'), coalesce(c.content_stamps, '{}'),
-           l.last_payload, l.last_predicate, l.last_rank, k.events
+           l.last_payload, l.last_stamp, k.events
     FROM counts k
     JOIN times t USING (subject_type, subject_source, subject_id)
     JOIN statuses st USING (subject_type, subject_source, subject_id)
@@ -238,15 +234,9 @@ BEGIN
             SELECT m.content, m.stamps
             FROM collector.merge_content(s.content, s.content_stamps,
                                          excluded.content, excluded.content_stamps) AS m),
-        last_payload = CASE WHEN (excluded.last_time, excluded.last_rank, excluded.last_predicate)
-                                 >= (s.last_time, s.last_rank, s.last_predicate)
+        last_payload = CASE WHEN excluded.last_stamp > s.last_stamp
             THEN excluded.last_payload ELSE s.last_payload END,
-        last_predicate = CASE WHEN (excluded.last_time, excluded.last_rank, excluded.last_predicate)
-                                   >= (s.last_time, s.last_rank, s.last_predicate)
-            THEN excluded.last_predicate ELSE s.last_predicate END,
-        last_rank = CASE WHEN (excluded.last_time, excluded.last_rank, excluded.last_predicate)
-                              >= (s.last_time, s.last_rank, s.last_predicate)
-            THEN excluded.last_rank ELSE s.last_rank END,
+        last_stamp = greatest(s.last_stamp, excluded.last_stamp),
         events = s.events + excluded.events;
 
     WITH d AS (
