@@ -348,3 +348,477 @@ def test_the_snapshot_reads_every_column(db: Conn) -> None:
     assert {r["view"]: r["columns"] for r in documented} == {
         name: len(view_rows[0]) for name, view_rows in expected.items()
     }
+
+
+# -- a generated working day, in every order ------------------------------------------------------
+
+T = datetime(2025, 2, 3, 9, 0, tzinfo=UTC)
+AA = "pkg:oci/checkout@sha256:aa"
+
+
+def s(seconds: float) -> datetime:
+    return T + timedelta(seconds=seconds)
+
+
+def workday() -> dict[str, Doc]:
+    """A team's day: events of CDEvents 0.3, 0.4 and 0.5, some references given as plain
+    strings, one CDEvent wrapped in a CloudEvent; named so expectations can point at them."""
+    ev = cdevent
+    scm = {"id": "checkout", "source": "/scm"}
+    suite = {"id": "unit", "name": "Unit tests", "version": "2", "uri": "https://tests/unit"}
+    login = {"id": "login", "name": "Login", "type": "unit", "version": "1", "uri": "https://t/l"}
+    incident = {
+        "description": "High latency",
+        "environment": {"id": "prod", "source": "/k8s"},
+        "service": {"id": "checkout", "source": "/k8s"},
+        "artifactId": AA,
+    }
+    ticket = {
+        "summary": "Latency in checkout",
+        "ticketType": "bug",
+        "priority": "high",
+        "group": "sre",
+        "creator": "alice",
+        "assignees": ["bob"],
+        "labels": ["incident"],
+        "milestone": "m1",
+        "uri": "https://jira/T-1",
+    }
+    p1842 = {"pipelineName": "checkout", "uri": "https://ci/1842"}
+    return {
+        # Pipeline runs: complete (0.5), never finished (0.4, url), only finished (0.5).
+        "p1842_queued": ev("0.5", "pipelinerun", "queued", "1842", s(0), p1842),
+        "p1842_started": ev("0.5", "pipelinerun", "started", "1842", s(30), p1842),
+        "p1842_finished": as_cloudevent(
+            ev("0.5", "pipelinerun", "finished", "1842", s(330), {**p1842, "outcome": "success"})
+        ),
+        "p1843_queued": ev(
+            "0.4", "pipelinerun", "queued", "1843", s(60), {"pipelineName": "checkout"}
+        ),
+        "p1843_started": ev(
+            "0.4",
+            "pipelinerun",
+            "started",
+            "1843",
+            s(90),
+            {"pipelineName": "checkout", "url": "https://ci/1843"},
+        ),
+        "p1844_finished": ev(
+            "0.5",
+            "pipelinerun",
+            "finished",
+            "1844",
+            s(400),
+            {"pipelineName": "nightly", "outcome": "failure", "errors": "tests failed"},
+        ),
+        # Task runs of 1842: the pipeline run as a reference object (0.5) and as a string (0.4).
+        "compile_started": ev(
+            "0.5",
+            "taskrun",
+            "started",
+            "compile-1842",
+            s(35),
+            {"taskName": "compile", "pipelineRun": {"id": "1842", "source": "/ci"}},
+        ),
+        "compile_finished": ev(
+            "0.5",
+            "taskrun",
+            "finished",
+            "compile-1842",
+            s(95),
+            {"taskName": "compile", "pipelineRun": {"id": "1842"}, "outcome": "success"},
+        ),
+        "test_started": ev(
+            "0.4",
+            "taskrun",
+            "started",
+            "test-1842",
+            s(100),
+            {"taskName": "test", "pipelineRun": "1842", "url": "https://ci/1842/test"},
+        ),
+        "test_finished": ev(
+            "0.4",
+            "taskrun",
+            "finished",
+            "test-1842",
+            s(320),
+            {"taskName": "test", "pipelineRun": "1842", "outcome": "failure", "errors": "3 failed"},
+        ),
+        # A build (0.4).
+        "build_queued": ev("0.4", "build", "queued", "b-77", s(31)),
+        "build_started": ev("0.4", "build", "started", "b-77", s(36)),
+        "build_finished": ev("0.4", "build", "finished", "b-77", s(296), {"artifactId": AA}),
+        # Test suites: 0.5, 0.3 (the subject is the suite), 0.4 with testSuite.url then uri.
+        "suite9_queued": ev(
+            "0.5",
+            "testsuiterun",
+            "queued",
+            "suite-9",
+            s(100),
+            {"testSuite": suite, "environment": {"id": "ci"}, "trigger": {"type": "pipeline"}},
+        ),
+        "suite9_started": ev(
+            "0.5",
+            "testsuiterun",
+            "started",
+            "suite-9",
+            s(110),
+            {"testSuite": suite, "environment": {"id": "ci"}},
+        ),
+        "suite9_finished": ev(
+            "0.5",
+            "testsuiterun",
+            "finished",
+            "suite-9",
+            s(310),
+            {
+                "testSuite": suite,
+                "environment": {"id": "ci"},
+                "outcome": "failure",
+                "severity": "high",
+                "reason": "1 test failed",
+            },
+        ),
+        "integration_started": ev("0.3", "testsuite", "started", "integration", s(120)),
+        "integration_finished": ev("0.3", "testsuite", "finished", "integration", s(300)),
+        "suite10_queued": ev(
+            "0.4",
+            "testsuiterun",
+            "queued",
+            "suite-10",
+            s(130),
+            {"testSuite": {"id": "e2e", "url": "https://tests/e2e-old"}, "environment": "ci"},
+        ),
+        "suite10_started": ev(
+            "0.4",
+            "testsuiterun",
+            "started",
+            "suite-10",
+            s(140),
+            {"testSuite": {"id": "e2e", "uri": "https://tests/e2e"}, "environment": "ci"},
+        ),
+        # Test cases: 0.5 complete, 0.4 failed ("fail"), 0.4 skipped, 0.3 testcase.
+        "tc1_queued": ev(
+            "0.5",
+            "testcaserun",
+            "queued",
+            "tc-1",
+            s(111),
+            {"testCase": login, "environment": {"id": "ci"}},
+        ),
+        "tc1_started": ev(
+            "0.5",
+            "testcaserun",
+            "started",
+            "tc-1",
+            s(112),
+            {"testCase": login, "environment": {"id": "ci"}},
+        ),
+        "tc1_finished": ev(
+            "0.5",
+            "testcaserun",
+            "finished",
+            "tc-1",
+            s(115),
+            {
+                "testCase": login,
+                "environment": {"id": "ci"},
+                "testSuiteRun": {"id": "suite-9", "source": "/ci"},
+                "outcome": "success",
+            },
+        ),
+        "tc2_started": ev(
+            "0.4",
+            "testcaserun",
+            "started",
+            "tc-2",
+            s(116),
+            {"testCase": {"id": "logout", "name": "Logout", "type": "unit"}, "environment": "ci"},
+        ),
+        "tc2_finished": ev(
+            "0.4",
+            "testcaserun",
+            "finished",
+            "tc-2",
+            s(121),
+            {
+                "testCase": {"id": "logout", "name": "Logout", "type": "unit"},
+                "environment": "ci",
+                "outcome": "fail",
+                "severity": "high",
+                "reason": "assert 1 == 2",
+            },
+        ),
+        "tc3_skipped": ev(
+            "0.4",
+            "testcaserun",
+            "skipped",
+            "tc-3",
+            s(122),
+            {"testCase": {"id": "slow"}, "reason": "flaky"},
+        ),
+        "smoke_queued": ev("0.3", "testcase", "queued", "checkout-smoke", s(200)),
+        "smoke_started": ev("0.3", "testcase", "started", "checkout-smoke", s(201)),
+        "smoke_finished": ev("0.3", "testcase", "finished", "checkout-smoke", s(211)),
+        # Artifacts: one built from change pr-12 and downloaded later, one deleted.
+        "aa_packaged": ev(
+            "0.5",
+            "artifact",
+            "packaged",
+            AA,
+            s(297),
+            {"change": {"id": "pr-12", "source": "/scm/checkout"}},
+        ),
+        "aa_signed": ev("0.5", "artifact", "signed", AA, s(298), {"signature": "sig"}),
+        "aa_published": ev(
+            "0.5", "artifact", "published", AA, s(299), {"sbom": {"uri": "https://sbom/aa"}}
+        ),
+        "aa_downloaded": ev("0.5", "artifact", "downloaded", AA, s(1000), {"user": "deployer"}),
+        "bb_packaged": ev("0.4", "artifact", "packaged", "pkg:oci/old@sha256:bb", s(10)),
+        "bb_deleted": ev("0.4", "artifact", "deleted", "pkg:oci/old@sha256:bb", s(20)),
+        # Changes: merged (0.5), abandoned with the repository as a string (0.4).
+        "pr12_created": ev(
+            "0.5",
+            "change",
+            "created",
+            "pr-12",
+            s(-3600),
+            {"description": "Add login", "repository": scm},
+            source="/scm/checkout",
+        ),
+        "pr12_updated": ev(
+            "0.5",
+            "change",
+            "updated",
+            "pr-12",
+            s(-1800),
+            {"repository": scm},
+            source="/scm/checkout",
+        ),
+        "pr12_reviewed": ev(
+            "0.5",
+            "change",
+            "reviewed",
+            "pr-12",
+            s(-900),
+            {"repository": scm},
+            source="/scm/checkout",
+        ),
+        "pr12_merged": ev(
+            "0.5",
+            "change",
+            "merged",
+            "pr-12",
+            s(-600),
+            {"repository": scm},
+            source="/scm/checkout",
+        ),
+        "pr13_created": ev(
+            "0.4",
+            "change",
+            "created",
+            "pr-13",
+            s(-500),
+            {"description": "Try", "repository": "checkout"},
+            source="/scm/checkout",
+        ),
+        "pr13_abandoned": ev(
+            "0.4",
+            "change",
+            "abandoned",
+            "pr-13",
+            s(-100),
+            {"repository": "checkout"},
+            source="/scm/checkout",
+        ),
+        # Branches and the repository (url in 0.4, uri in 0.5).
+        "login_branch_created": ev(
+            "0.5",
+            "branch",
+            "created",
+            "feature/login",
+            s(-7200),
+            {"repository": scm},
+            source="/scm",
+        ),
+        "login_branch_deleted": ev(
+            "0.5",
+            "branch",
+            "deleted",
+            "feature/login",
+            s(-500),
+            {"repository": scm},
+            source="/scm",
+        ),
+        "main_branch_created": ev(
+            "0.4",
+            "branch",
+            "created",
+            "main",
+            s(-86400),
+            {"repository": "checkout"},
+            source="/scm",
+        ),
+        "repo_created": ev(
+            "0.4",
+            "repository",
+            "created",
+            "checkout",
+            s(-30 * 86400),
+            {
+                "name": "checkout",
+                "owner": "shop",
+                "url": "https://git/shop/checkout",
+                "viewUrl": "https://git/shop/checkout/view",
+            },
+            source="/scm",
+        ),
+        "repo_modified": ev(
+            "0.5",
+            "repository",
+            "modified",
+            "checkout",
+            s(-86400),
+            {"name": "checkout", "owner": "shop", "uri": "https://git/shop/checkout.git"},
+            source="/scm",
+        ),
+        # Environments.
+        "prod_created": ev(
+            "0.4",
+            "environment",
+            "created",
+            "prod",
+            s(-10 * 86400),
+            {"name": "production", "url": "https://prod.example"},
+            source="/k8s",
+        ),
+        "prod_modified": ev(
+            "0.5",
+            "environment",
+            "modified",
+            "prod",
+            s(-3600),
+            {"name": "production", "uri": "https://prod.example/v2"},
+            source="/k8s",
+        ),
+        "staging_created": ev(
+            "0.5",
+            "environment",
+            "created",
+            "staging",
+            s(-5 * 86400),
+            {"name": "staging"},
+            source="/k8s",
+        ),
+        "staging_deleted": ev(
+            "0.5",
+            "environment",
+            "deleted",
+            "staging",
+            s(-60),
+            {"name": "staging"},
+            source="/k8s",
+        ),
+        # Deployments: environment as an object (0.5) and as a string (0.4).
+        "payments_upgraded": ev(
+            "0.4",
+            "service",
+            "upgraded",
+            "payments",
+            s(50),
+            {"environment": {"id": "prod"}, "artifactId": "pkg:oci/payments@sha256:cc"},
+            source="/cd",
+        ),
+        "payments_staging_deployed": ev(
+            "0.5",
+            "service",
+            "deployed",
+            "payments",
+            s(100),
+            {"environment": {"id": "staging"}, "artifactId": "pkg:oci/payments@sha256:cd"},
+            source="/cd",
+        ),
+        "payments_staging_removed": ev(
+            "0.5",
+            "service",
+            "removed",
+            "payments",
+            s(200),
+            {"environment": {"id": "staging"}},
+            source="/cd",
+        ),
+        "checkout_deployed": ev(
+            "0.5",
+            "service",
+            "deployed",
+            "checkout",
+            s(1500),
+            {"environment": {"id": "prod", "source": "/k8s"}, "artifactId": AA},
+            source="/cd",
+        ),
+        "checkout_rolledback": ev(
+            "0.4",
+            "service",
+            "rolledback",
+            "checkout",
+            s(5000),
+            {"environment": "prod", "artifactId": "pkg:oci/checkout@sha256:99"},
+            source="/cd",
+        ),
+        # Incidents: resolved (0.5), and reported only, with plain-string references (0.4).
+        "inc1_detected": ev(
+            "0.5", "incident", "detected", "inc-1", s(2000), incident, source="/monitoring"
+        ),
+        "inc1_reported": ev(
+            "0.5",
+            "incident",
+            "reported",
+            "inc-1",
+            s(2100),
+            {**incident, "ticketURI": "https://jira/T-1"},
+            source="/monitoring",
+        ),
+        "inc1_resolved": ev(
+            "0.5",
+            "incident",
+            "resolved",
+            "inc-1",
+            s(5600),
+            {**incident, "description": "Rolled back"},
+            source="/monitoring",
+        ),
+        "inc2_reported": ev(
+            "0.4",
+            "incident",
+            "reported",
+            "inc-2",
+            s(3000),
+            {"environment": "prod", "service": "payments", "ticketURI": "https://jira/T-2"},
+            source="/monitoring",
+        ),
+        # A ticket, updated then closed.
+        "t1_created": ev("0.5", "ticket", "created", "T-1", s(2200), ticket, source="/jira"),
+        "t1_updated": ev(
+            "0.5",
+            "ticket",
+            "updated",
+            "T-1",
+            s(3000),
+            {**ticket, "assignees": ["bob", "carol"], "updatedBy": "carol"},
+            source="/jira",
+        ),
+        "t1_closed": ev(
+            "0.5",
+            "ticket",
+            "closed",
+            "T-1",
+            s(6000),
+            {
+                **ticket,
+                "assignees": ["bob", "carol"],
+                "updatedBy": "bob",
+                "resolution": "completed",
+            },
+            source="/jira",
+        ),
+    }

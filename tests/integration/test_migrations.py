@@ -177,7 +177,7 @@ async def test_a_failing_migration_leaves_nothing_behind(
     async with await connect(empty_database_url) as conn:
         with pytest.raises(MigrationError) as error:
             await migrations.migrate(conn, known)
-        # One transaction per file: the shipped ones stay applied, nothing of the broken one remains.
+        # One transaction per file: the shipped ones stay applied, nothing of the broken one.
         assert ledger(empty_database_url) == SHIPPED_LEDGER
         assert not relation_exists(empty_database_url, "collector.half_done")
         columns = await conn.execute(
