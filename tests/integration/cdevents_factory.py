@@ -137,7 +137,7 @@ DELIVERY_VIEWS = [
 
 def rows(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+        return cur.execute(query, params).fetchall()
 
 
 def snapshot(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:

@@ -1364,7 +1364,7 @@ def workday_expected(d: dict[str, Doc]) -> dict[str, list[dict[str, Any]]]:
 
 
 def event_time(doc: Doc) -> str:
-    return payload(doc)["context"]["timestamp"]
+    return str(payload(doc)["context"]["timestamp"])
 
 
 def in_time_order(docs: list[Doc]) -> list[list[Doc]]:
