@@ -96,9 +96,7 @@ def as_cloudevent(doc: Doc) -> Doc:
 def ingest(url: str, batches: Iterable[Sequence[Doc]]) -> list[BatchResult]:
     """Normalise each document as a source does and write each batch through PostgresSink."""
     origin = Origin(received_via="test", received_at=RECEIVED)
-    events = [
-        [normalise(doc, orjson.dumps(doc), origin, {}) for doc in batch] for batch in batches
-    ]
+    events = [[normalise(doc, orjson.dumps(doc), origin, {}) for doc in batch] for batch in batches]
 
     async def write() -> list[BatchResult]:
         sink = PostgresSink("test", url, pool_size=1)
