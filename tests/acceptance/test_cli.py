@@ -36,7 +36,15 @@ def test_version(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["run"], ["migrate"], ["config"], ["db", "url"], ["db", "psql"], ["bench", "ingest"]],
+    [
+        ["run"],
+        ["migrate"],
+        ["config"],
+        ["db", "url"],
+        ["db", "psql"],
+        ["docs", "sql"],
+        ["bench", "ingest"],
+    ],
 )
 def test_every_command_has_help_naming_its_environment_variable(
     command: list[str], tmp_path: Path
