@@ -5,6 +5,7 @@ examples run as collector_reader. `collector docs sql` as a user runs it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_every_example_runs_as_the_reader(db: Conn, database_url: str) -> None:
         with db.transaction(force_rollback=True):
             db.execute("SET LOCAL ROLE collector_reader")
             try:
-                db.execute(sql.SQL(example))  # type: ignore[arg-type]
+                db.execute(sql.SQL(example))
             except psycopg.Error as exc:
                 raise AssertionError(f"example of api.{name} fails: {exc}") from exc
 
@@ -127,3 +128,18 @@ def test_docs_sql_refuses_a_database_with_pending_migrations(
     assert "pending migration" in result.stderr
     assert "collector migrate" in result.stderr
     assert not (tmp_path / "docs").exists()
+
+
+def test_the_readme_examples_run_as_the_reader(db: Conn, database_url: str) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Delivery views and DORA")[1].split("\n## ")[0]
+    examples = re.findall(r"^\| `api\.[^|]*\|[^|]*\| `(select [^`]*)` \|$", section, re.M)
+    assert len(examples) == 19  # 14 views, 4 DORA functions, their series
+    ingest(database_url, [list(workday().values()), week()])
+    for example in examples:
+        with db.transaction(force_rollback=True):
+            db.execute("SET LOCAL ROLE collector_reader")
+            try:
+                db.execute(sql.SQL(example))
+            except psycopg.Error as exc:
+                raise AssertionError(f"README example fails: {example}: {exc}") from exc
