@@ -156,69 +156,59 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
           ORDER BY key, stamp DESC) AS newest
 $$;
 
+-- Shallow merge of objects in aggregation order: the last value of each key wins.
+CREATE AGGREGATE collector.jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');
+
 CREATE FUNCTION collector.track_lifecycle() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- One pass, no joins: the transition table has no statistics (the planner guesses one
+    -- row), and joins of per-subject aggregates then become nested loops, quadratic in the
+    -- batch. Aggregates with ORDER BY pick the latest / highest of each subject instead.
     WITH ev AS (
         SELECT l.tracked_as AS subject_type,
                coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
                n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
-               jsonb_build_array(extract(epoch FROM n.time), l.rank, n.type, n.id, n.source) AS stamp,
-               -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
-               CASE n.subject_type
-                   WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', n.subject))
-                   WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', n.subject))
-                   ELSE '{}'::jsonb END
-               || CASE WHEN jsonb_typeof(n.payload->'subject'->'content') = 'object'
-                       THEN n.payload->'subject'->'content' ELSE '{}'::jsonb END AS content
+               st.stamp, c.content, c.content_stamps
         FROM new_events n
         JOIN collector.lifecycle_states l
           ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+        CROSS JOIN LATERAL (
+            SELECT jsonb_build_array(extract(epoch FROM n.time), l.rank, n.type, n.id, n.source) AS stamp
+        ) AS st
+        CROSS JOIN LATERAL (
+            SELECT coalesce(jsonb_object_agg(k.key, collector.content_value(k.key, k.value)), '{}')
+                       AS content,
+                   coalesce(jsonb_object_agg(k.key, st.stamp), '{}') AS content_stamps
+            FROM jsonb_each(
+                -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
+                CASE n.subject_type
+                    WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', n.subject))
+                    WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', n.subject))
+                    ELSE '{}'::jsonb END
+                || CASE WHEN jsonb_typeof(n.payload->'subject'->'content') = 'object'
+                        THEN n.payload->'subject'->'content' ELSE '{}'::jsonb END) AS k
+        ) AS c
         WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
-    ), counts AS (
-        SELECT subject_type, subject_source, subject_id,
-               min(time) AS first_time, max(time) AS last_time, max(rank) AS status_rank,
-               count(*)::integer AS events
-        FROM ev GROUP BY subject_type, subject_source, subject_id
-    ), times AS (
-        SELECT subject_type, subject_source, subject_id, jsonb_object_agg(predicate, t) AS predicate_times
-        FROM (SELECT subject_type, subject_source, subject_id, predicate, max(time) AS t
-              FROM ev GROUP BY subject_type, subject_source, subject_id, predicate) AS p
-        GROUP BY subject_type, subject_source, subject_id
-    ), statuses AS (
-        SELECT DISTINCT ON (subject_type, subject_source, subject_id)
-               subject_type, subject_source, subject_id, status, time AS status_time
-        FROM ev ORDER BY subject_type, subject_source, subject_id, rank DESC, time DESC, status DESC
-    ), latest AS (
-        SELECT DISTINCT ON (subject_type, subject_source, subject_id)
-               subject_type, subject_source, subject_id, payload AS last_payload, stamp AS last_stamp
-        FROM ev ORDER BY subject_type, subject_source, subject_id, stamp DESC
-    ), newest_keys AS (
-        SELECT DISTINCT ON (e.subject_type, e.subject_source, e.subject_id, c.key)
-               e.subject_type, e.subject_source, e.subject_id, c.key,
-               collector.content_value(c.key, c.value) AS value, e.stamp
-        FROM ev e CROSS JOIN LATERAL jsonb_each(e.content) AS c
-        ORDER BY e.subject_type, e.subject_source, e.subject_id, c.key, e.stamp DESC
-    ), contents AS (
-        SELECT subject_type, subject_source, subject_id,
-               jsonb_object_agg(key, value) AS content, jsonb_object_agg(key, stamp) AS content_stamps
-        FROM newest_keys GROUP BY subject_type, subject_source, subject_id
     )
     INSERT INTO collector.subjects AS s
         (subject_type, subject_source, subject_id, first_time, last_time, predicate_times,
          status, status_rank, status_time, content, content_stamps, last_payload, last_stamp,
          events)
-    SELECT k.subject_type, k.subject_source, k.subject_id, k.first_time, k.last_time,
-           t.predicate_times, st.status, k.status_rank, st.status_time,
-           coalesce(c.content, '{}'), coalesce(c.content_stamps, '{}'),
-           l.last_payload, l.last_stamp, k.events
-    FROM counts k
-    JOIN times t USING (subject_type, subject_source, subject_id)
-    JOIN statuses st USING (subject_type, subject_source, subject_id)
-    JOIN latest l USING (subject_type, subject_source, subject_id)
-    LEFT JOIN contents c USING (subject_type, subject_source, subject_id)
+    SELECT subject_type, subject_source, subject_id, min(time), max(time),
+           -- jsonb keeps the last of duplicate keys: the latest time of each predicate.
+           jsonb_object_agg(predicate, time ORDER BY time),
+           (array_agg(status ORDER BY rank DESC, time DESC, status DESC))[1], max(rank),
+           (array_agg(time ORDER BY rank DESC, time DESC, status DESC))[1],
+           -- Merged oldest to newest: the newest value of each key wins, with its stamp.
+           collector.jsonb_merge(content ORDER BY stamp),
+           collector.jsonb_merge(content_stamps ORDER BY stamp),
+           (array_agg(payload ORDER BY stamp DESC))[1], (array_agg(stamp ORDER BY stamp DESC))[1],
+           count(*)::integer
+    FROM ev
+    GROUP BY subject_type, subject_source, subject_id
     -- One lock order for every batch, so concurrent batches never deadlock on subject rows.
-    ORDER BY k.subject_type, k.subject_source, k.subject_id
+    ORDER BY subject_type, subject_source, subject_id
     ON CONFLICT (subject_type, subject_source, subject_id) DO UPDATE SET
         first_time = least(s.first_time, excluded.first_time),
         last_time = greatest(s.last_time, excluded.last_time),

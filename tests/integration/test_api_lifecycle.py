@@ -1396,3 +1396,43 @@ def test_a_workday_in_any_order_gives_the_same_rows(
     results = ingest(database_url, order(list(docs.values())))
     assert sum(r.stored for r in results) == len(docs)
     assert snapshot(db) == workday_expected(docs)
+
+
+def test_large_batches_out_of_order(db: Conn, database_url: str) -> None:
+    # A thousand runs: every started and finished event in one batch, then every queued event
+    # with half of the others again. (Catches a fold whose plan grows with the batch squared:
+    # the batch would not finish.)
+    runs = range(1000)
+
+    def run_events(i: int) -> dict[str, Doc]:
+        content, run_id = {"pipelineName": f"p{i % 10}"}, f"r{i}"
+        return {
+            "queued": cdevent("0.5", "pipelinerun", "queued", run_id, s(i), content),
+            "started": cdevent("0.5", "pipelinerun", "started", run_id, s(i + 10 + i % 7), content),
+            "finished": cdevent(
+                "0.5", "pipelinerun", "finished", run_id, s(i + 100 + i % 13),
+                {**content, "outcome": "failure" if i % 5 == 0 else "success"},
+            ),
+        }  # fmt: skip
+
+    events = [run_events(i) for i in runs]
+    first = [e[p] for e in events for p in ("finished", "started")]
+    second = [e["queued"] for e in events] + first[::2]
+    results = ingest(database_url, [random.Random(1).sample(first, len(first)), second])
+    assert [(r.stored, len(r.duplicates)) for r in results] == [(2000, 0), (1000, 1000)]
+    [summary] = rows(
+        db,
+        "SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'finished') AS finished,"
+        " count(*) FILTER (WHERE outcome = 'failure') AS failed, sum(queue_s) AS queue_s,"
+        " sum(duration_s) AS duration_s, sum(events) AS events, min(time) AS first"
+        " FROM api.pipeline_runs",
+    )
+    assert summary == {
+        "runs": 1000,
+        "finished": 1000,
+        "failed": 200,
+        "queue_s": float(sum(10 + i % 7 for i in runs)),
+        "duration_s": float(sum(90 + i % 13 - i % 7 for i in runs)),
+        "events": 3000,
+        "first": s(0),
+    }
