@@ -650,7 +650,7 @@ FROM collector.deployments d;
 
 COMMENT ON VIEW api.deployments IS 'Every deployment-like service event, one row each: CDEvents service deployed, upgraded, rolledback and removed. DORA counts deployed and upgraded as deployments; rolledback marks the deployment before it as failed.';
 COMMENT ON COLUMN api.deployments.time IS 'When it happened (the event''s timestamp). Indexed: filter on it.';
-COMMENT ON COLUMN api.deployments.environment IS 'Environment deployed to (content.environment.id, or the plain string given); null when the event names none.';
+COMMENT ON COLUMN api.deployments.environment IS 'Environment deployed to (content.environment.id, or the plain string given); null when the event names none (DORA then counts the deployment but cannot link a rollback or incident to it).';
 COMMENT ON COLUMN api.deployments.service IS 'The service: CDEvents subject.id of the service event.';
 COMMENT ON COLUMN api.deployments.artifact_id IS 'Artifact deployed, upgraded to or rolled back to (content.artifactId); null for removed.';
 COMMENT ON COLUMN api.deployments.action IS 'deployed, upgraded, rolledback or removed: the event''s predicate.';

@@ -10,6 +10,7 @@ replays — and every order must give the same, exactly expected rows.
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1436,3 +1437,28 @@ def test_large_batches_out_of_order(db: Conn, database_url: str) -> None:
         "events": 3000,
         "first": s(0),
     }
+
+
+def test_the_writer_ingests_with_sql_and_the_reader_sees_the_run(db: Conn) -> None:
+    # Any client (psql, a script) calling collector.ingest as collector_writer keeps the
+    # lifecycle state; collector_reader reads it through the view, nothing else.
+    doc = cdevent("0.5", "pipelinerun", "started", "sql-1", s(0), {"pipelineName": "psql"})
+    call = (
+        "SELECT stored FROM collector.ingest(ARRAY[%(id)s], ARRAY['/ci'], ARRAY[%(type)s],"
+        " ARRAY[%(time)s::timestamptz], ARRAY['cdevents'], ARRAY['sql-1'], ARRAY['pipelinerun'],"
+        " ARRAY['started'], ARRAY['0.3.0'], ARRAY[%(payload)s], ARRAY[NULL], ARRAY[now()],"
+        " ARRAY['psql'])"
+    )
+    params = {
+        "id": doc["context"]["id"],
+        "type": doc["context"]["type"],
+        "time": s(0),
+        "payload": json.dumps(doc),
+    }
+    db.execute("SET ROLE collector_writer")
+    assert db.execute(call, params).fetchone() == (1,)
+    db.execute("SET ROLE collector_reader")
+    assert rows(db, "SELECT run_id, pipeline_name, status, started_at FROM api.pipeline_runs") == [
+        {"run_id": "sql-1", "pipeline_name": "psql", "status": "running", "started_at": s(0)}
+    ]
+    db.execute("RESET ROLE")
