@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import orjson
 
-from collector import __version__, app, logs, maintenance
+from collector import __version__, app, docs, logs, maintenance
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
-from collector.errors import CollectorError, ConfigError
+from collector.errors import CollectorError, ConfigError, MigrationError
 from collector.settings import ENV_PREFIX, Settings, config_path, load_settings, masked
 
 CONFIG_ENV = "COLLECTOR_CONFIG"
@@ -150,6 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql")
     psql.set_defaults(handler=cmd_db_psql)
 
+    docs = commands.add_parser("docs", help="generated documentation")
+    docs_commands = docs.add_subparsers(title="documents", metavar="DOCUMENT")
+    sql_reference = docs_commands.add_parser(
+        "sql",
+        parents=[common],
+        help="write the SQL API reference from the database catalog",
+        description="Write the reference of schema `api` (every view, column and function with "
+        "its COMMENT, and an example query) from the catalog of the configured, migrated "
+        "database. Fails, naming them, when an api object lacks a comment or an example.",
+    )
+    sql_reference.add_argument(
+        "--database-url",
+        default=None,
+        help="database to read the catalog from (default: the configured one, env "
+        f"{ENV_PREFIX}DATABASE__URL; empty: the embedded server)",
+    )
+    sql_reference.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docs/sql-api.md"),
+        help="file to write (default docs/sql-api.md)",
+    )
+    sql_reference.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if the file differs from what would be written",
+    )
+    sql_reference.set_defaults(handler=cmd_docs_sql)
+
     bench = commands.add_parser("bench", help="benchmarks that print figures and ratios")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
     from collector import bench as benchmarks
@@ -216,6 +245,47 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     created = sum(len(f.created) for f in done)
     dropped = sum(len(f.dropped) for f in done)
     print(f"maintenance done: {created} partition(s) created, {dropped} dropped")
+    return 0
+
+
+def cmd_docs_sql(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def go(url: str) -> str:
+        async with await app.connect(url) as conn:
+            status = await migrations.status(conn, migrations.load_migrations())
+            if status.pending:
+                raise MigrationError(
+                    f"database has {len(status.pending)} pending migration(s): run "
+                    "`collector migrate` first, so the reference describes this collector's schema"
+                )
+            catalog = await docs.read_catalog(conn)
+        problems = catalog.problems()
+        if problems:
+            raise CollectorError(
+                "docs: the SQL API is not fully documented:\n  " + "\n  ".join(problems)
+            )
+        return docs.render(catalog)
+
+    if args.database_url:
+        text: str = anyio.run(go, args.database_url)
+    else:
+        with app.database_url(settings) as url:
+            text = anyio.run(go, url)
+    output: Path = args.output
+    current = output.read_text() if output.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{output} is stale: run `collector docs sql` and commit the result")
+            return 1
+        print(f"{output} is up to date")
+        return 0
+    if current != text:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        print(f"wrote {output}")
+    else:
+        print(f"{output} is up to date")
     return 0
 
 

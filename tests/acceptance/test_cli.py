@@ -43,6 +43,7 @@ def test_version(tmp_path: Path) -> None:
         ["config"],
         ["db", "url"],
         ["db", "psql"],
+        ["docs", "sql"],
         ["bench", "ingest"],
         ["bench", "nats"],
     ],

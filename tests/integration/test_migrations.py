@@ -27,6 +27,10 @@ from tests.conftest import dsn_as_url, with_dbname
 pytestmark = pytest.mark.anyio
 
 SHIPPED = migrations.load_migrations()
+# Version of a test's extra migration file: the one after the last shipped migration.
+NEXT = f"{SHIPPED[-1].version + 1:04d}"
+SHIPPED_FILES = [m.file_name for m in SHIPPED]
+SHIPPED_LEDGER = [(m.version, m.name, m.checksum) for m in SHIPPED]
 
 
 async def connect(url: str) -> psycopg.AsyncConnection[Any]:
@@ -139,23 +143,24 @@ def test_a_badly_named_migration_file_is_refused(tmp_path: Path, bad_name: str) 
 
 
 def test_two_files_with_one_version_are_refused(tmp_path: Path) -> None:
-    folder = migrations_folder(tmp_path, {"0002_one.sql": "SELECT 1;", "0002_two.sql": "SELECT 2;"})
+    folder = migrations_folder(
+        tmp_path, {f"{NEXT}_one.sql": "SELECT 1;", f"{NEXT}_two.sql": "SELECT 2;"}
+    )
     with pytest.raises(MigrationError) as error:
         migrations.load_migrations(folder)
     message = str(error.value)
-    assert "0002_one.sql" in message
-    assert "0002_two.sql" in message
-    assert "share version 2" in message
+    assert f"{NEXT}_one.sql" in message
+    assert f"{NEXT}_two.sql" in message
+    assert f"share version {int(NEXT)}" in message
 
 
 def test_a_folder_is_loaded_in_version_order_ignoring_other_files(tmp_path: Path) -> None:
     folder = migrations_folder(
         tmp_path,
-        {"9010_later.sql": "SELECT 10;", "9002_next.sql": "SELECT 2;", "README.md": "notes"},
+        {"0100_later.sql": "SELECT 100;", f"{NEXT}_next.sql": "SELECT 2;", "README.md": "notes"},
     )
     loaded = migrations.load_migrations(folder)
-    shipped = [m.file_name for m in SHIPPED]
-    assert [m.file_name for m in loaded] == [*shipped, "9002_next.sql", "9010_later.sql"]
+    assert [m.file_name for m in loaded] == [*SHIPPED_FILES, f"{NEXT}_next.sql", "0100_later.sql"]
     assert loaded[0].checksum == SHIPPED[0].checksum
 
 
@@ -168,13 +173,13 @@ async def test_a_failing_migration_leaves_nothing_behind(
         "ALTER TABLE collector.rejected_events ADD COLUMN half_done integer;\n"
         "SELECT 1 / 0;\n"
     )
-    folder = migrations_folder(tmp_path, {"9002_broken.sql": broken})
+    folder = migrations_folder(tmp_path, {f"{NEXT}_broken.sql": broken})
     known = migrations.load_migrations(folder)
     async with await connect(empty_database_url) as conn:
         with pytest.raises(MigrationError) as error:
             await migrations.migrate(conn, known)
-        # One transaction per file: the shipped ones stay applied, nothing of 9002 remains.
-        assert ledger(empty_database_url) == [(m.version, m.name, m.checksum) for m in SHIPPED]
+        # One transaction per file: the shipped ones stay applied, nothing of the broken one.
+        assert ledger(empty_database_url) == SHIPPED_LEDGER
         assert not relation_exists(empty_database_url, "collector.half_done")
         columns = await conn.execute(
             "SELECT count(*) FROM pg_attribute"
@@ -182,13 +187,15 @@ async def test_a_failing_migration_leaves_nothing_behind(
         )
         assert await columns.fetchone() == (0,)
         status = await migrations.status(conn, known)
-        assert [m.file_name for m in status.pending] == ["9002_broken.sql"]
+        assert [m.file_name for m in status.pending] == [f"{NEXT}_broken.sql"]
 
         # Once fixed, the same migration applies (the lock was released after the failure).
-        (folder / "9002_broken.sql").write_text(broken.replace("SELECT 1 / 0;", ""))
+        (folder / f"{NEXT}_broken.sql").write_text(broken.replace("SELECT 1 / 0;", ""))
         fixed = migrations.load_migrations(folder)
-        assert [m.file_name for m in await migrations.migrate(conn, fixed)] == ["9002_broken.sql"]
-    assert "9002_broken.sql" in str(error.value)
+        assert [m.file_name for m in await migrations.migrate(conn, fixed)] == [
+            f"{NEXT}_broken.sql"
+        ]
+    assert f"{NEXT}_broken.sql" in str(error.value)
     assert "division by zero" in str(error.value)
     assert relation_exists(empty_database_url, "collector.half_done")
 
@@ -197,7 +204,7 @@ async def test_concurrent_runners_apply_each_migration_once(
     empty_database_url: str, tmp_path: Path
 ) -> None:
     # A second migration that fails if run twice, so a double application cannot go unnoticed.
-    folder = migrations_folder(tmp_path, {"9002_once.sql": "CREATE TABLE collector.once ();"})
+    folder = migrations_folder(tmp_path, {f"{NEXT}_once.sql": "CREATE TABLE collector.once ();"})
     known = migrations.load_migrations(folder)
     results: list[list[Migration]] = []
 
@@ -209,8 +216,11 @@ async def test_concurrent_runners_apply_each_migration_once(
         for _ in range(3):
             tg.start_soon(run)
     applied = sorted(m.file_name for result in results for m in result)
-    assert applied == sorted([*(m.file_name for m in SHIPPED), "9002_once.sql"])
-    assert [v for v, _, _ in ledger(empty_database_url)] == [*(m.version for m in SHIPPED), 9002]
+    assert applied == sorted([*SHIPPED_FILES, f"{NEXT}_once.sql"])
+    assert [v for v, _, _ in ledger(empty_database_url)] == [
+        *(m.version for m in SHIPPED),
+        int(NEXT),
+    ]
 
 
 @pytest.fixture
