@@ -79,6 +79,19 @@ from api.branches group by repository order by repository;""",
 select name, owner, url, status, modified_at from api.repositories order by name;""",
     "environments": """\
 select environment_id, name, url, modified_at from api.environments where status = 'active';""",
+    "cluster_events": """\
+-- node events per cluster and host in the last day
+select cluster, hostname, name, count(*) from api.cluster_events
+where time > now() - interval '1 day' group by 1, 2, 3 order by 4 desc;""",
+    "cluster_logs": """\
+-- the latest warnings and errors of one cluster
+select time, hostname, name, level, message from api.cluster_logs
+where cluster = 'fritz' and level in ('warn', 'error') order by time desc limit 50;""",
+    "jobs": """\
+-- finished jobs of the last week, longest first
+select cluster, job_id, user_name, project, num_nodes, duration_s / 3600 as hours
+from api.jobs where state = 'finished' and stop_time > now() - interval '7 days'
+order by duration_s desc nulls last limit 20;""",
     "incidents": """\
 -- open incidents, and minutes to restore of the resolved ones, last 30 days
 select time, incident_id, service, environment, status, time_to_restore_s / 60 as minutes
