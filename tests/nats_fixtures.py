@@ -8,6 +8,7 @@ tests never see each other's messages, even on a shared server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -201,6 +202,15 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 
 
 @pytest.fixture
-def nats_names() -> NatsNames:
+def nats_names(nats_server: NatsServer) -> Iterator[NatsNames]:
     tag = uuid.uuid4().hex[:10]
-    return NatsNames(stream=f"T_{tag}", durable=f"collector_{tag}", prefix=f"t{tag}")
+    names = NatsNames(stream=f"T_{tag}", durable=f"collector_{tag}", prefix=f"t{tag}")
+    yield names
+    # The stream may be on a shared server (COLLECTOR_TEST_NATS_URL): leave nothing behind.
+
+    async def delete(client: Client) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await client.jetstream().delete_stream(names.stream)
+
+    with contextlib.suppress(OSError, nats.errors.Error, TimeoutError):
+        nats_server.run(delete)

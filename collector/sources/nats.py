@@ -1,11 +1,12 @@
 """The NATS source: JetStream (durable, acked after commit) or core NATS (at-most-once).
 
 JetStream: a durable pull consumer (the stream and consumer are created when missing, or
-bound when present); each fetched batch becomes one delivery; messages are acked once the
-required sinks committed, nak'ed with a delay when they could not, and an invalid payload is
-stored as rejected, then terminated. `max_ack_pending` bounds what is in flight, so a slow
-database backpressures the stream instead of filling memory. Several collectors on one
-durable consumer share the work; the database dedups redeliveries.
+bound when present), pulled in batches by `fetchers` loops; what arrives is decoded and
+queued as one delivery, and acked once the required sinks committed it, nak'ed with a delay
+when they gave up; an invalid payload is stored as rejected, then terminated. Nothing is
+pulled while the pipeline accepts nothing (queue full, database down), and the queue and
+`max_ack_pending` bound what is in flight. Several collectors on one durable consumer share
+the work; the database dedups redeliveries.
 
 Core NATS has no acknowledgements: a message is delivered at most once, and lost if
 collector is down or too slow (the subscription's pending limit drops it).
@@ -49,7 +50,7 @@ log = structlog.get_logger("collector.sources.nats")
 CE_PREFIX = "ce-"
 STATUS_HEADER = js_api.Header.STATUS.value
 DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
-FETCH_TIMEOUT_S = 1.0  # a fetch waits this long for messages; stop is checked in between
+FETCH_TIMEOUT_S = 1.0  # a pull request expires after this long; stop is checked in between
 PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
 
 
@@ -156,7 +157,7 @@ class NatsSource:
                 await self._run_core(client, intake, stop)
         finally:
             # Acks are already published: flush them, then close. (drain() would wait for
-            # the pull subscriptions' outstanding fetch requests, up to their timeout.)
+            # outstanding pull requests to expire.)
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 if client.is_connected:
                     with contextlib.suppress(nats.errors.Error, TimeoutError):
@@ -249,6 +250,8 @@ class NatsSource:
                     continue
                 try:
                     await puller.request(FETCH_TIMEOUT_S)
+                except nats.errors.ConnectionClosedError:
+                    return
                 except nats.errors.Error as exc:
                     log.warning("nats_fetch_failed", source=self.name, error=str(exc))
                     await anyio.sleep(1)
