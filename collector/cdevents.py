@@ -4,6 +4,7 @@ Built from the CDEvents specification 0.3 to 0.5; custom events (`dev.cdeventsx.
 are accepted with any subject and predicate.
 """
 
+import functools
 import re
 
 TYPE_PATTERN = re.compile(
@@ -36,6 +37,7 @@ class UnknownType(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=1024)  # a stream repeats a few dozen types: parse each once
 def parse_type(event_type: str) -> tuple[str, str, str]:
     """Split a CDEvents type into (subject, predicate, version); UnknownType names the problem."""
     match = TYPE_PATTERN.fullmatch(event_type)
