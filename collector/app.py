@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, assert_never
 
@@ -20,6 +20,8 @@ from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
 from collector.errors import ConfigError, DatabaseUnavailable, MigrationError
 from collector.maintenance import log_maintenance, maintain
+from collector.metrics import Metrics
+from collector.openapi import build_openapi
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import HttpRequest, HttpResponse, Sink, Source
 from collector.settings import (
@@ -103,13 +105,18 @@ async def migrate_or_check(conn: psycopg.AsyncConnection[Any], mode: str) -> Non
         log.info("migration_applied", migration=migration.file_name)
 
 
-def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
+def build_sinks(
+    settings: Settings, url: str, metrics: Metrics | None = None
+) -> tuple[list[Sink], list[Sink]]:
     required: list[Sink] = []
     optional: list[Sink] = []
     for name, config in settings.sinks.items():
         sink: Sink
         if isinstance(config, PostgresSinkSettings):
-            sink = PostgresSink(name, url, pool_size=settings.database.pool_size)
+            postgres = PostgresSink(name, url, pool_size=settings.database.pool_size)
+            if metrics is not None:
+                metrics.read_database_errors(name, _database_errors(postgres))
+            sink = postgres
         elif isinstance(config, StdoutSinkSettings):
             sink = StdoutSink(name, buffer=config.buffer)
         elif isinstance(config, NatsSinkSettings):
@@ -124,18 +131,24 @@ def build_sinks(settings: Settings, url: str) -> tuple[list[Sink], list[Sink]]:
     return required, optional
 
 
-def build_sources(settings: Settings) -> list[Source]:
+def _database_errors(sink: PostgresSink) -> Callable[[], int]:
+    return lambda: sink.database_errors
+
+
+def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[Source]:
     sources: list[Source] = []
     paths: dict[str, str] = {}
     for name, config in settings.sources.items():
         if isinstance(config, FolderSourceSettings):
-            folder = FolderSource(name, config, chunk_size=settings.pipeline.batch_size)
+            folder = FolderSource(
+                name, config, chunk_size=settings.pipeline.batch_size, metrics=metrics
+            )
             folder.prepare()
             sources.append(folder)
         elif isinstance(config, NatsSourceSettings):
             sources.append(NatsSource(name, config))
         elif isinstance(config, HttpSourceSettings):
-            http = HttpSource(name, config, settings.http)
+            http = HttpSource(name, config, settings.http, metrics=metrics)
             if http.path in paths:
                 raise ConfigError(
                     [
@@ -169,6 +182,8 @@ def build_web(
         problems = []
         if pipeline.saturated:
             problems.append("queue full")
+        elif not pipeline.accepting:
+            problems.append("a required sink cannot commit")
         for sink in databases:
             if not await sink.ping():
                 problems.append(f"sink {sink.name}: database unreachable")
@@ -182,30 +197,47 @@ def build_web(
             },
         )
 
+    async def metrics(request: HttpRequest) -> HttpResponse:
+        body, content_type = pipeline.metrics.render(request.headers.get("accept"))
+        return HttpResponse(200, body, [("content-type", content_type)])
+
+    openapi = json_response(200, build_openapi(http_sources, settings.http))
+
+    async def openapi_json(request: HttpRequest) -> HttpResponse:
+        return openapi
+
     app.add("GET", "/healthz", healthz)
     app.add("GET", "/readyz", readyz)
+    app.add("GET", "/metrics", metrics)
+    app.add("GET", "/openapi.json", openapi_json)
     return app
 
 
 async def run(settings: Settings) -> None:
-    sources = build_sources(settings)  # configuration problems first, before any database work
+    metrics = Metrics()
+    # Configuration problems first, before any database work.
+    sources = build_sources(settings, metrics)
     if not settings.postgres_sinks:  # a bridge (e.g. folder → nats) needs no database
-        await serve(settings, "", sources)
+        await serve(settings, "", sources, metrics)
         return
     with database_url(settings) as url:
         log.info("database", url=mask_url(url))
         await prepare_database(url, settings.database.migrate)
-        await serve(settings, url, sources)
+        await serve(settings, url, sources, metrics)
 
 
-async def serve(settings: Settings, url: str, sources: list[Source]) -> None:
-    required, optional = build_sinks(settings, url)
+async def serve(
+    settings: Settings, url: str, sources: list[Source], metrics: Metrics | None = None
+) -> None:
+    metrics = metrics or Metrics()
+    required, optional = build_sinks(settings, url, metrics)
     limits = PipelineLimits(
         queue_size=settings.pipeline.queue_size,
         batch_size=settings.pipeline.batch_size,
         linger_s=settings.pipeline.linger_ms / 1000,
+        writers=settings.pipeline.writers,
     )
-    pipeline = Pipeline(required, optional, limits)
+    pipeline = Pipeline(required, optional, limits, metrics)
     stop = anyio.Event()
     drained = anyio.Event()
     timeout = settings.pipeline.shutdown_timeout_s

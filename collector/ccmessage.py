@@ -28,6 +28,7 @@ TYPE_PREFIX = "org.clustercockpit"
 JOB_FUNCTIONS = {"start_job", "stop_job"}
 # The hardware levels a message may be about (cc-specifications, interfaces/lineprotocol).
 TYPES = ("node", "socket", "die", "memoryDomain", "llc", "core", "hwthread", "accelerator")
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
 @dataclass
@@ -64,9 +65,11 @@ def decode(
                 continue
             result.events.append(to_event(parsed, origin, cluster, precision, meta))
         except (LineProtocolError, Invalid) as exc:
+            # A reason may quote a key holding NUL, which PostgreSQL text cannot store.
+            reason = str(exc).replace("\x00", "\\x00")
             result.rejected.append(
                 RejectedEvent(
-                    str(exc), raw, origin.received_at, origin.received_via, f"line {number}", meta
+                    reason, raw, origin.received_at, origin.received_via, f"line {number}", meta
                 )
             )
     return result
@@ -105,10 +108,16 @@ def to_event(
         name = tags["function"]
     message = point.fields[kind]
     assert isinstance(message, str)
+    for key, value in point.fields.items():
+        # Line protocol integers are 64-bit (i signed, u unsigned); JSON output needs that too.
+        if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
+            raise Invalid(f"field {key}: {value} is outside the 64-bit integer range")
     when = origin.received_at
     ns: int | None = None
     if point.timestamp is not None:
         ns = timestamp_ns(point.timestamp, precision)
+        if not INT64_MIN <= ns <= INT64_MAX:  # as InfluxDB: nanoseconds in a signed 64-bit
+            raise Invalid(f"timestamp {point.timestamp}: out of range (years 1677 to 2262)")
         try:
             seconds, rest = divmod(ns, 1_000_000_000)
             when = datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)

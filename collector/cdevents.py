@@ -4,8 +4,8 @@ Built from the CDEvents specification 0.3 to 0.5; custom events (`dev.cdeventsx.
 are accepted with any subject and predicate.
 """
 
+import functools
 import re
-from functools import lru_cache
 
 TYPE_PATTERN = re.compile(
     r"^dev\.cdevents(?P<custom>x)?\.(?P<subject>[a-z][a-z0-9-]*)\.(?P<predicate>[a-z][a-z0-9-]*)"
@@ -37,7 +37,7 @@ class UnknownType(ValueError):
     pass
 
 
-@lru_cache(maxsize=1024)  # a stream repeats a few dozen types: parse each once
+@functools.lru_cache(maxsize=1024)  # a stream repeats a few dozen types: parse each once
 def parse_type(event_type: str) -> tuple[str, str, str]:
     """Split a CDEvents type into (subject, predicate, version); UnknownType names the problem."""
     match = TYPE_PATTERN.fullmatch(event_type)

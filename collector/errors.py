@@ -6,7 +6,8 @@ CollectorError
 ├── MigrationError         pending, unknown or edited migrations
 ├── EmbeddedDatabaseError  the embedded PostgreSQL could not start
 ├── DeliveryFailed         a required sink could not commit a delivery
-└── PipelineClosed         shutting down: no new deliveries
+├── PipelineClosed         shutting down: no new deliveries
+└── BenchmarkFailed        a benchmark's check failed (rows lost or duplicated, a timeout)
 """
 
 
@@ -38,3 +39,7 @@ class DeliveryFailed(CollectorError):
 
 class PipelineClosed(CollectorError):
     """collector is shutting down and takes no new deliveries."""
+
+
+class BenchmarkFailed(CollectorError):
+    """A benchmark run failed its checks; its figures would mean nothing."""

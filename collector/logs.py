@@ -18,6 +18,10 @@ _LEVELS = {
 }
 
 
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
@@ -32,7 +36,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Look stderr up per logger, not once: it may be replaced (pytest, daemons) later.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import anyio
 import structlog
 
 from collector.errors import DeliveryFailed, PipelineClosed
+from collector.metrics import Metrics
 from collector.ports import Batch, BatchResult, Delivery, Sink
 
 log = structlog.get_logger("collector.pipeline")
@@ -26,15 +27,28 @@ class PipelineLimits:
     queue_size: int = 20_000
     batch_size: int = 2_000
     linger_s: float = 0.02
+    # Batches written at once. `collector run` uses settings.pipeline.writers (default 2): while
+    # one batch waits for its commit (the WAL flush), the next one is already on its way.
+    writers: int = 1
 
 
 class Pipeline:
-    def __init__(self, required: list[Sink], optional: list[Sink], limits: PipelineLimits) -> None:
+    def __init__(
+        self,
+        required: list[Sink],
+        optional: list[Sink],
+        limits: PipelineLimits,
+        metrics: Metrics | None = None,
+    ) -> None:
         if not required:
             raise ValueError("a pipeline needs at least one required sink")
         self.required = required
         self.optional = [OptionalSink(s) for s in optional]
         self.limits = limits
+        self.metrics = metrics or Metrics()
+        self.metrics.read_queue_depth(lambda: self._queued)
+        for optional_sink in self.optional:
+            self.metrics.read_dropped(optional_sink.sink.name, optional_sink.read_dropped)
         self._queue: deque[Delivery] = deque()
         self._queued = 0  # events + rejections waiting
         self._changed = anyio.Condition()
@@ -101,6 +115,14 @@ class Pipeline:
             self._changed.notify_all()
 
     async def _write_batches(self) -> None:
+        if self.limits.writers == 1:
+            await self._writer()
+            return
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.limits.writers):
+                tg.start_soon(self._writer)
+
+    async def _writer(self) -> None:
         while True:
             deliveries = await self._next_batch()
             if not deliveries:
@@ -150,6 +172,7 @@ class Pipeline:
         if error is None:
             _attribute_counts(deliveries, results)
             first = next(iter(results.values()))
+            self._count(batch, first, time.perf_counter() - started)
             log.info(
                 "batch_stored",
                 events=len(batch.events),
@@ -164,6 +187,19 @@ class Pipeline:
         for delivery in deliveries:
             delivery.error = error
             delivery.done.set()
+
+    def _count(self, batch: Batch, result: BatchResult, seconds: float) -> None:
+        events = batch.events
+        per_source = Counter(e.received_via for e in events)
+        duplicates = Counter(events[i].received_via for i in result.duplicates)
+        refused = Counter(events[i].received_via for i in result.refused)
+        self.metrics.batch_committed(
+            size=len(events) + len(batch.rejected),
+            seconds=seconds,
+            stored=per_source - duplicates - refused,
+            duplicates=duplicates,
+            rejected=refused + Counter(r.received_via for r in batch.rejected),
+        )
 
 
 async def _write_one(sink: Sink, batch: Batch, results: dict[str, BatchResult]) -> None:
@@ -184,10 +220,17 @@ def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult
     offset = 0
     for delivery in deliveries:
         count = len(delivery.events)
-        delivery.duplicates = sum(1 for i in range(offset, offset + count) if i in duplicates)
-        delivery.refused = sum(1 for i in range(offset, offset + count) if i in refused)
+        delivery.duplicates = _count_within(duplicates, offset, count)
+        delivery.refused = _count_within(refused, offset, count)
         delivery.stored = count - delivery.duplicates - delivery.refused
         offset += count
+
+
+def _count_within(indexes: frozenset[int], offset: int, count: int) -> int:
+    """How many of indexes fall in [offset, offset + count); usually none are given at all."""
+    if not indexes:
+        return 0
+    return sum(1 for i in range(offset, offset + count) if i in indexes)
 
 
 async def wait_committed(delivery: Delivery) -> Delivery:
@@ -224,6 +267,9 @@ class OptionalSink:
 
     def close(self) -> None:
         self._send.close()
+
+    def read_dropped(self) -> int:
+        return self.dropped
 
     async def run(self) -> None:
         async with self._receive:

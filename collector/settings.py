@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from collector.auth import load_ed25519_public_key
 from collector.errors import ConfigError
 
 ENV_PREFIX = "COLLECTOR__"
@@ -79,6 +80,9 @@ class PipelineSettings(Section):
     queue_size: int = Field(default=20_000, ge=1, description="events waiting for the sinks")
     batch_size: int = Field(default=2_000, ge=1, description="events per database transaction")
     linger_ms: float = Field(default=20, ge=0, description="wait this long to fill a batch")
+    writers: int = Field(
+        default=2, ge=1, le=16, description="batches written at once, each in its own transaction"
+    )
     shutdown_timeout_s: float = Field(default=30, ge=0)
 
 
@@ -92,7 +96,9 @@ class FolderSourceSettings(Section):
     )
     done_dir: Path | None = Field(default=None, description="default: <path>/done")
     failed_dir: Path | None = Field(default=None, description="default: <path>/failed")
-    poll_interval_s: float = Field(default=0.5, gt=0)
+    poll_interval_s: float = Field(
+        default=0.2, gt=0, description="look for new files this often while the inbox is empty"
+    )
     settle_s: float = Field(
         default=0.5, ge=0, description="a file is read once unchanged for this long"
     )
@@ -151,6 +157,18 @@ class JwtAuthSettings(Section):
             if isinstance(value, str)
             else value
         )
+
+    @field_validator("public_keys")
+    @classmethod
+    def _valid_keys(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one public key is needed")
+        for index, key in enumerate(value):
+            try:
+                load_ed25519_public_key(key)
+            except ValueError as exc:
+                raise ValueError(f"key {index}: {exc}") from None
+        return value
 
 
 AuthSettings = Annotated[

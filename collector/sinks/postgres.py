@@ -141,6 +141,9 @@ def _refused(event: Event, reason: str) -> RejectedEvent:
 
 
 def _is_data_error(exc: psycopg.Error) -> bool:
+    # psycopg raises DataError itself (no SQLSTATE) for values it cannot send, e.g. a NUL.
+    if isinstance(exc, psycopg.DataError):
+        return True
     return bool(exc.sqlstate) and str(exc.sqlstate)[:2] in _DATA_ERROR_CLASSES
 
 

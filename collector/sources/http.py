@@ -2,8 +2,8 @@
 ClusterCockpit line protocol, answered only once the events are committed (ack = "commit").
 
 Order of work per request: auth on the headers, room in the pipeline, the body (size-limited
-while streaming), auth on the body, decoding, then the delivery. Errors are RFC 9457
-problem+json naming the event index (or line) and field; bad input never gets a 5xx.
+while streaming), auth on the body as sent, decompression, decoding, then the delivery. Errors
+are RFC 9457 problem+json naming the event index (or line) and field; bad input never gets a 5xx.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collector.auth import (
 )
 from collector.errors import PipelineClosed
 from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
+from collector.metrics import Metrics
 from collector.ports import BodyTooLarge, Delivery, HttpRequest, HttpResponse, Intake
 from collector.settings import (
     HmacAuthSettings,
@@ -106,8 +107,15 @@ def build_authenticator(settings: HttpSourceSettings) -> Authenticator:
 
 
 class HttpSource:
-    def __init__(self, name: str, settings: HttpSourceSettings, http: HttpSettings) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: HttpSourceSettings,
+        http: HttpSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.name = name
+        self.metrics = (metrics or Metrics()).source(name)
         self.settings = settings
         self.http = http
         self.path = settings.path or (
@@ -124,9 +132,11 @@ class HttpSource:
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         try:
-            return await self._handle(request)
+            response = await self._handle(request)
         except Problem as problem:
-            return problem.response(request.path)
+            response = problem.response(request.path)
+        self.metrics.answered(response.status)
+        return response
 
     async def _handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -138,11 +148,13 @@ class HttpSource:
             raise _unavailable("collector is starting or shutting down")
         if not intake.accepting:
             raise _unavailable("collector cannot accept events now (queue full or database down)")
-        body = await self._body(request)
+        raw = await self._body(request)
         try:
-            self.auth.after_body(request.headers, body)
+            # Signatures cover the bytes as sent; nothing is decompressed before auth passes.
+            self.auth.after_body(request.headers, raw)
         except AuthError as exc:
             raise _auth_problem(exc) from None
+        body = self._decompressed(request, raw)
         received_at = datetime.now(UTC)
         origin = Origin(
             received_via=self.name,
@@ -151,10 +163,24 @@ class HttpSource:
             default_source=self.settings.event_source,
         )
         extra: dict[str, Any] = {}
-        if self.settings.format == "lineprotocol":
-            events, rejected, extra = self._decode_lines(request, body, origin)
-        else:
-            events, rejected = self._decode_events(request, body, origin)
+        try:
+            if self.settings.format == "lineprotocol":
+                events, rejected, extra = self._decode_lines(request, body, origin)
+            else:
+                events, rejected = self._decode_events(request, body, origin)
+        except Problem as problem:
+            if problem.status == 400:
+                # The whole body is unusable: it is still stored, with the reason.
+                whole = RejectedEvent(
+                    problem.detail,
+                    body,
+                    received_at,
+                    self.name,
+                    None,
+                    {"content_type": request.headers.get("content-type", "")},
+                )
+                await self._deliver(intake, Delivery(events=[], rejected=[whole]))
+            raise
         if len(events) + len(rejected) > self.settings.max_events:
             raise Problem(
                 413,
@@ -162,6 +188,7 @@ class HttpSource:
                 f"{len(events) + len(rejected)} events in one request; at most "
                 f"{self.settings.max_events} (sources.{self.name}.max_events)",
             )
+        self.metrics.received(len(events) + len(rejected))
         delivery = Delivery(events=events, rejected=rejected)
         await self._deliver(intake, delivery)
         ids = [e.id for e in events]
@@ -174,29 +201,45 @@ class HttpSource:
                 + "; ".join(r.message for r in rejected[:5])
                 + ("; …" if len(rejected) > 5 else ""),
                 errors=errors,
-                accepted=delivery.stored + delivery.duplicates,
-                duplicates=delivery.duplicates,
+                **self._counts(delivery),
                 ids=ids,
                 **extra,
             )
-        answer: dict[str, Any] = {"accepted": len(events)}
-        if self.settings.ack == "commit":
-            answer["duplicates"] = delivery.duplicates
-        else:
-            answer["queued"] = True
-        answer["ids"] = ids
-        answer.update(extra)
+        answer = {**self._counts(delivery), "ids": ids, **extra}
         return HttpResponse(202, orjson.dumps(answer), [("content-type", "application/json")])
+
+    def _counts(self, delivery: Delivery) -> dict[str, Any]:
+        # Enqueue acks come before the commit: the events are queued, duplicates not known yet.
+        if self.settings.ack == "enqueue":
+            return {"accepted": len(delivery.events), "queued": True}
+        return {
+            "accepted": delivery.stored + delivery.duplicates,
+            "duplicates": delivery.duplicates,
+        }
 
     async def _body(self, request: HttpRequest) -> bytes:
         limit = self.http.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
+        timeout = self.http.request_timeout_s
         try:
-            body = await request.read_body(limit)
+            # A sender that never finishes its body must not hold the request forever.
+            with anyio.fail_after(timeout):
+                body = await request.read_body(limit)
         except BodyTooLarge:
             raise _too_large(limit) from None
+        except TimeoutError:
+            raise Problem(
+                408,
+                "Request timeout",
+                f"the body did not arrive within {timeout:g}s (http.request_timeout_s)",
+                headers=[("connection", "close")],
+            ) from None
+        return body
+
+    def _decompressed(self, request: HttpRequest, body: bytes) -> bytes:
+        limit = self.http.max_body_bytes
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
             return body
@@ -228,7 +271,9 @@ class HttpSource:
                     )
                 )
 
-        if headers.get("ce-specversion"):  # CloudEvents binary mode: attributes in headers
+        # Binary mode (attributes in ce-* headers) unless the content type says structured or
+        # batch: the HTTP binding decides by Content-Type first.
+        if headers.get("ce-specversion") and not media.startswith("application/cloudevents"):
             add(_binary_cloudevent(headers, body, media), None, None, metadata)
             return events, rejected
         if media == "application/cloudevents+json":
@@ -285,7 +330,7 @@ class HttpSource:
         except UnicodeDecodeError as exc:
             raise Problem(400, "Invalid body", f"line protocol must be UTF-8: {exc}") from None
         precision = request.query.get("precision")
-        if precision is not None and precision not in ("s", "ms", "us", "ns"):
+        if precision is not None and precision not in ("s", "ms", "us", "µs", "ns"):
             raise Problem(400, "Invalid precision", f"precision={precision!r}: use s, ms, us or ns")
         cluster = request.query.get("cluster") or self.settings.cluster
         decoded = ccmessage.decode(text, origin, cluster=cluster, precision=precision)
@@ -352,18 +397,28 @@ def _json_error(exc: orjson.JSONDecodeError) -> str:
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise Problem(400, "Invalid gzip body", f"the body is not valid gzip: {exc}") from None
-    if len(data) > limit or decompressor.unconsumed_tail:
-        raise Problem(
-            413, "Body too large", f"the body expands beyond {limit} bytes when decompressed"
-        )
-    if not decompressor.eof:
-        raise Problem(400, "Invalid gzip body", "the gzip body is truncated")
-    return data
+    # A gzip body may hold several members (concatenated .gz files): read them all, or the
+    # events of the later ones would be acknowledged and lost.
+    members: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            data = decompressor.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise Problem(400, "Invalid gzip body", f"the body is not valid gzip: {exc}") from None
+        size += len(data)
+        if size > limit or decompressor.unconsumed_tail:
+            raise Problem(
+                413, "Body too large", f"the body expands beyond {limit} bytes when decompressed"
+            )
+        if not decompressor.eof:
+            raise Problem(400, "Invalid gzip body", "the gzip body is truncated")
+        members.append(data)
+        rest = decompressor.unused_data.lstrip(b"\x00")  # zero padding, as gzip allows
+        if not rest:
+            return b"".join(members)
 
 
 def _too_large(limit: int) -> Problem:

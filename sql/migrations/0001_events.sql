@@ -132,11 +132,17 @@ BEGIN
     IF to_regclass(format('collector.%I', partition_name)) IS NOT NULL THEN
         RETURN false;
     END IF;
-    EXECUTE format(
-        'CREATE TABLE collector.%I PARTITION OF collector.%I FOR VALUES FROM (%L) TO (%L)',
-        partition_name, 'events_' || family, lower_bound,
-        lower_bound + ('1 ' || period)::interval
-    );
+    BEGIN
+        EXECUTE format(
+            'CREATE TABLE collector.%I PARTITION OF collector.%I FOR VALUES FROM (%L) TO (%L)',
+            partition_name, 'events_' || family, lower_bound,
+            lower_bound + ('1 ' || period)::interval
+        );
+    EXCEPTION WHEN duplicate_table THEN
+        -- Created by a transaction that committed while we waited for the lock: an advisory
+        -- lock does not refresh this session's catalog cache, so to_regclass could not tell.
+        RETURN false;
+    END;
     RETURN true;
 END
 $$;
@@ -177,44 +183,73 @@ CREATE FUNCTION collector.ingest(
     rejected_received_ats timestamptz[] DEFAULT '{}', rejected_received_vias text[] DEFAULT '{}',
     rejected_metadatas text[] DEFAULT '{}'
 ) RETURNS TABLE (stored integer, duplicate_positions integer[], rejected integer)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- A batch's arrays are held in memory a few times over: keep them off temporary files.
+SET work_mem = '64MB' AS $$
 DECLARE
     stored_positions integer[];
     n_rejected integer := 0;
+    span record;
 BEGIN
-    PERFORM collector.ensure_partition(b.family, b.at)
-    FROM (
-        SELECT DISTINCT ON (f, date_trunc(p.period, t, 'UTC')) f AS family, t AS at
+    -- Time partitions first. A batch usually falls in one period per family: look at its
+    -- earliest and latest event rather than at every event.
+    FOR span IN
+        SELECT u.f AS family, p.period, min(u.t) AS earliest, max(u.t) AS latest
         FROM unnest(families, times) AS u(f, t)
         JOIN collector.partition_policy p ON p.family = u.f
-    ) AS b;
+        GROUP BY u.f, p.period
+    LOOP
+        IF date_trunc(span.period, span.earliest, 'UTC')
+           = date_trunc(span.period, span.latest, 'UTC') THEN
+            PERFORM collector.ensure_partition(span.family, span.earliest);
+        ELSE
+            PERFORM collector.ensure_partition(span.family, d.t)
+            FROM (
+                SELECT DISTINCT ON (date_trunc(span.period, u.t, 'UTC')) u.t
+                FROM unnest(families, times) AS u(f, t)
+                WHERE u.f = span.family
+            ) AS d;
+        END IF;
+    END LOOP;
 
-    WITH input AS (
-        SELECT DISTINCT ON (u.id, u.source, u.type) u.*
-        FROM unnest(ids, sources, types, times, families, subjects, subject_types, predicates,
-                    type_versions, payloads, metadatas, received_ats, received_vias)
-             WITH ORDINALITY
-             AS u(id, source, type, time, family, subject, subject_type, predicate,
-                  type_version, payload, metadata, received_at, received_via, n)
-        ORDER BY u.id, u.source, u.type, u.n
+    -- Identity on the keys alone: the first occurrence of each (id, source, type) in the batch
+    -- goes into event_identities, in key order so that concurrent batches take the same keys
+    -- in the same order and cannot deadlock; a key already there makes its events duplicates.
+    -- Only the kept events are then read in full, their payloads parsed and stored. The arrays
+    -- are unnested in the select list, which streams them (unnest in FROM would copy each one
+    -- into a tuplestore first); element n of every array is event n.
+    WITH firsts AS MATERIALIZED (
+        SELECT DISTINCT ON (u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C")
+               u.n, u.id, u.source, u.type, u.time
+        FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                     unnest(times) AS time, generate_series(1, cardinality(ids)) AS n) AS u
+        ORDER BY u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C", u.n
     ), fresh AS (
         INSERT INTO collector.event_identities (id, source, type, time)
-        SELECT i.id, i.source, i.type, i.time FROM input i
+        SELECT f.id, f.source, f.type, f.time FROM firsts f
+        ORDER BY f.id COLLATE "C", f.source COLLATE "C", f.type COLLATE "C"
         ON CONFLICT DO NOTHING
         RETURNING event_identities.id, event_identities.source, event_identities.type
-    ), kept AS (
-        SELECT i.* FROM input i
-        JOIN fresh f ON f.id = i.id AND f.source = i.source AND f.type = i.type
+    ), kept AS MATERIALIZED (
+        SELECT f.n FROM firsts f
+        JOIN fresh r ON r.id = f.id AND r.source = f.source AND r.type = f.type
     ), inserted AS (
         INSERT INTO collector.events (family, time, id, source, type, subject, subject_type,
                                       predicate, type_version, received_at, received_via,
                                       payload, metadata)
-        SELECT k.family, k.time, k.id, k.source, k.type, k.subject, k.subject_type, k.predicate,
-               k.type_version, k.received_at, k.received_via, k.payload::jsonb,
-               coalesce(k.metadata::jsonb, '{}'::jsonb)
-        FROM kept k
+        SELECT u.family, u.time, u.id, u.source, u.type, u.subject, u.subject_type, u.predicate,
+               u.type_version, u.received_at, u.received_via, u.payload::jsonb,
+               coalesce(u.metadata::jsonb, '{}'::jsonb)
+        FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                     unnest(times) AS time, unnest(families) AS family,
+                     unnest(subjects) AS subject, unnest(subject_types) AS subject_type,
+                     unnest(predicates) AS predicate, unnest(type_versions) AS type_version,
+                     unnest(payloads) AS payload, unnest(metadatas) AS metadata,
+                     unnest(received_ats) AS received_at, unnest(received_vias) AS received_via,
+                     generate_series(1, cardinality(ids)) AS n) AS u
+        JOIN kept k ON k.n = u.n
     )
-    SELECT coalesce(array_agg(k.n::integer), '{}') INTO stored_positions FROM kept k;
+    SELECT coalesce(array_agg(k.n), '{}') INTO stored_positions FROM kept k;
 
     INSERT INTO collector.rejected_events (received_at, received_via, reason, location, raw,
                                            raw_size, metadata)
@@ -228,9 +263,11 @@ BEGIN
     -- Positions (1-based) of the events that were not stored because their identity was.
     RETURN QUERY SELECT
         cardinality(stored_positions),
-        ARRAY(SELECT g FROM generate_series(1, coalesce(cardinality(ids), 0)) AS g
-              WHERE NOT EXISTS (SELECT FROM unnest(stored_positions) AS s(p) WHERE s.p = g)
-              ORDER BY g),
+        CASE WHEN cardinality(stored_positions) = coalesce(cardinality(ids), 0) THEN '{}'
+        ELSE ARRAY(SELECT g FROM generate_series(1, coalesce(cardinality(ids), 0)) AS g
+                   WHERE NOT EXISTS (SELECT FROM unnest(stored_positions) AS s(p) WHERE s.p = g)
+                   ORDER BY g)
+        END,
         n_rejected;
 END
 $$;
