@@ -864,7 +864,7 @@ def cc_rows(db_url: str, ids: list[str]) -> dict[str, tuple[Any, ...]]:
     found = rows(
         db_url,
         "SELECT id, source, type, time, subject, payload FROM api.events"
-        " WHERE family = 'ccmessage' AND id = ANY(%s)",
+        " WHERE family IN ('ccmessage', 'cclog') AND id = ANY(%s)",
         ids,
     )
     return {r[0]: r for r in found}
