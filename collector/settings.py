@@ -97,7 +97,7 @@ class FolderSourceSettings(Section):
     done_dir: Path | None = Field(default=None, description="default: <path>/done")
     failed_dir: Path | None = Field(default=None, description="default: <path>/failed")
     poll_interval_s: float = Field(
-        default=0.2, gt=0, description="look for new files this often while the inbox is empty"
+        default=0.1, gt=0, description="look for new files this often while the inbox is empty"
     )
     settle_s: float = Field(
         default=0.5, ge=0, description="a file is read once unchanged for this long"
