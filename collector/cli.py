@@ -30,7 +30,12 @@ GC_THRESHOLD = 10_000  # young objects allocated between two collections (CPytho
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Only `db psql` takes arguments of another program (psql's own -c, -t, -A, ...).
+        if getattr(args, "handler", None) is not cmd_db_psql:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.psql_args = [*unknown, *args.psql_args]
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -76,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
+        "--config",
+        type=Path,
+        default=_env_path(CONFIG_ENV),
+        help=f"TOML configuration file (env {CONFIG_ENV}; default ./collector.toml when "
+        "present, else the embedded defaults)",
+    )
+    # `db psql` passes its arguments on to psql, whose -c runs a command: only --config here.
+    long_config_only = argparse.ArgumentParser(add_help=False)
+    long_config_only.add_argument(
         "--config",
         type=Path,
         default=_env_path(CONFIG_ENV),
@@ -147,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.set_defaults(handler=cmd_db_url)
     psql = db_commands.add_parser(
         "psql",
-        parents=[common],
+        parents=[long_config_only],
         help="open psql (bundled with the embedded server)",
         description="Run psql on the database `collector run` uses. Extra arguments go to psql.",
     )

@@ -111,3 +111,19 @@ def test_run_refuses_a_missing_inbox_parent(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "sources.inbox.path" in result.stderr
     assert "/nonexistent/in" in result.stderr
+
+
+def test_db_psql_passes_psql_options_through(tmp_path: Path, database_url: str) -> None:
+    """`collector db psql -c "..."` as the README shows: -c is psql's, not --config."""
+    result = collector(
+        "db",
+        "psql",
+        "-t",
+        "-A",
+        "-c",
+        "select count(*) from api.events",
+        cwd=tmp_path,
+        env={"COLLECTOR__DATABASE__URL": database_url},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
