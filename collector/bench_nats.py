@@ -1,6 +1,6 @@
 """Benchmarks: commands that print figures and a ratio to a baseline measured in the same run.
 
-`collector bench nats` publishes N CDEvents (~1 KB, `collector.synthetic`) to a fresh
+`collector bench nats` publishes N CDEvents (~1 KB, `collector.demo_events`) to a fresh
 JetStream stream and times, from the first publish, until `collector run` — a separate
 process, as users run it — has committed and acknowledged every one. The baseline is raw COPY
 of the same payloads into a bare table on the same server. Each step gets a fresh database
@@ -41,9 +41,9 @@ from collector.cli import to_toml
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
+from collector.demo_events import generate as cdevents
 from collector.errors import CollectorError
 from collector.settings import config_path, load_settings
-from collector.synthetic import cdevents
 
 WARMUP_EVENTS = 20_000
 COPY_CHUNK = 1 << 20

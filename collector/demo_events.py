@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 SPEC_VERSION = "0.4.1"
 TYPE_VERSION = "0.2.0"
 ORG = "acme"
@@ -531,3 +533,8 @@ TYPES: tuple[str, ...] = tuple(
         "service.upgraded", "service.rolledback", "incident.detected", "incident.resolved",
     )
 )  # fmt: skip
+
+
+def payloads(n: int, seed: int = 1, now: datetime | None = None) -> list[bytes]:
+    """The same events as `generate`, each as compact JSON bytes (one message or line each)."""
+    return [orjson.dumps(doc) for doc in generate(n, seed=seed, now=now)]

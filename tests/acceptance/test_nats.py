@@ -17,7 +17,7 @@ import psycopg
 
 from collector.cli import to_toml
 from collector.db.embedded import EmbeddedPostgres
-from collector.synthetic import cdevent_payloads
+from collector.demo_events import payloads as cdevent_payloads
 from tests.conftest import SPEC, CollectorProcess, wait_for
 from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer, PrivateNats
 

@@ -11,12 +11,12 @@ import anyio
 import orjson
 import pytest
 
+from collector.demo_events import payloads as cdevent_payloads
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import Batch, BatchResult, Sink
 from collector.settings import NatsSourceSettings
 from collector.sinks.memory import MemorySink
 from collector.sources.nats import FETCH_TIMEOUT_S, NatsSource
-from collector.synthetic import cdevent_payloads
 from tests.nats_fixtures import NatsNames, NatsServer
 
 pytestmark = pytest.mark.anyio
