@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import orjson
 
@@ -242,14 +244,20 @@ def _json_kind(doc: Any) -> str:
 
 
 def binary_cloudevent(
-    attributes: dict[str, str], content_type: str | None, data: bytes
+    headers: Mapping[str, str], data: bytes, *, percent_encoded: bool = False
 ) -> dict[str, Any]:
-    """The structured form of a binary-mode CloudEvent (attributes from `ce-` headers).
+    """The structured form of a binary-mode CloudEvent: attributes from `ce-` headers.
 
-    `attributes` are the header values without their `ce-` prefix. JSON data (by content
-    type, or with none) is embedded as JSON, other text as a string, bytes as data_base64.
+    `headers` have lower-case names. The HTTP binding percent-encodes header values
+    (`percent_encoded`); the NATS binding does not. JSON data (by content type, or with none)
+    is embedded as JSON, other text as a string, bytes as data_base64.
     """
-    doc: dict[str, Any] = dict(attributes)
+    doc: dict[str, Any] = {
+        name[3:]: unquote(value) if percent_encoded and "%" in value else value
+        for name, value in headers.items()
+        if name.startswith("ce-")
+    }
+    content_type = headers.get("content-type")
     media = (content_type or "").split(";")[0].strip().lower()
     if content_type:
         doc["datacontenttype"] = content_type

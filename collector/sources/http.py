@@ -8,11 +8,9 @@ are RFC 9457 problem+json naming the event index (or line) and field; bad input 
 
 from __future__ import annotations
 
-import base64
 import zlib
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 import anyio
 import orjson
@@ -28,7 +26,14 @@ from collector.auth import (
     TokenAuth,
 )
 from collector.errors import PipelineClosed
-from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
+from collector.events import (
+    Event,
+    Invalid,
+    Origin,
+    RejectedEvent,
+    binary_cloudevent,
+    normalise,
+)
 from collector.metrics import Metrics
 from collector.ports import BodyTooLarge, Delivery, HttpRequest, HttpResponse, Intake
 from collector.settings import (
@@ -43,7 +48,6 @@ from collector.settings import (
 log = structlog.get_logger("collector.sources.http")
 
 GZIP_EXPANSION = 10  # a gzip body may expand to this many times max_body_bytes
-CE_BINARY_PREFIX = "ce-"
 JSON_TYPES = {"application/json", "text/json"}
 NDJSON_TYPES = {
     "application/x-ndjson",
@@ -274,7 +278,11 @@ class HttpSource:
         # Binary mode (attributes in ce-* headers) unless the content type says structured or
         # batch: the HTTP binding decides by Content-Type first.
         if headers.get("ce-specversion") and not media.startswith("application/cloudevents"):
-            add(_binary_cloudevent(headers, body, media), None, None, metadata)
+            try:
+                doc = binary_cloudevent(headers, body, percent_encoded=True)
+            except Invalid as exc:
+                raise Problem(400, "Invalid JSON", str(exc)) from None
+            add(doc, None, None, metadata)
             return events, rejected
         if media == "application/cloudevents+json":
             doc = _loads(body, "the CloudEvent")
@@ -357,30 +365,6 @@ class HttpSource:
         if delivery.error is not None:
             log.error("delivery_failed", source=self.name, error=str(delivery.error))
             raise _unavailable("the events could not be committed; resending is safe")
-
-
-def _binary_cloudevent(headers: dict[str, str], body: bytes, media: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for name, value in headers.items():
-        if name.startswith(CE_BINARY_PREFIX):
-            doc[name[len(CE_BINARY_PREFIX) :]] = _percent_decode(value)
-    if media:
-        doc["datacontenttype"] = headers.get("content-type", media)
-    if not body:
-        return doc
-    if media in JSON_TYPES or media.endswith("+json") or not media:
-        doc["data"] = _loads(body, "the data")
-    else:
-        try:
-            doc["data"] = body.decode()
-        except UnicodeDecodeError:
-            doc["data_base64"] = base64.b64encode(body).decode()
-    return doc
-
-
-def _percent_decode(value: str) -> str:
-    # The CloudEvents HTTP binding percent-encodes non-ASCII header values.
-    return unquote(value) if "%" in value else value
 
 
 def _loads(body: bytes, what: str) -> Any:

@@ -47,7 +47,6 @@ from collector.settings import NatsSourceSettings
 
 log = structlog.get_logger("collector.sources.nats")
 
-CE_PREFIX = "ce-"
 STATUS_HEADER = js_api.Header.STATUS.value
 DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
 FETCH_TIMEOUT_S = 1.0  # a pull request expires after this long; stop is checked in between
@@ -427,10 +426,7 @@ class NatsSource:
         fmt = s.format
         try:
             if headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
-                attributes = {
-                    k[len(CE_PREFIX) :]: v for k, v in headers.items() if k.startswith(CE_PREFIX)
-                }
-                doc = binary_cloudevent(attributes, headers.get("content-type"), data)
+                doc = binary_cloudevent(headers, data)
                 events.append(normalise(doc, None, origin, metadata))
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
