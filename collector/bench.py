@@ -254,13 +254,13 @@ class IngestBench:
             database = str(conninfo_to_dict(url)["dbname"])
             conn.execute(q["bench_raw_table"])
             conn.execute(q["bench_checkpoint"])
-            cpu, server_cpu = _own_cpu(), self._server_cpu(database)
+            cpu, server_cpu = own_cpu(), self._server_cpu(database)
             started = time.perf_counter()
             with conn.transaction(), conn.cursor().copy(q["bench_raw_copy"]) as copy:
                 for chunk in workload.copy_chunks:
                     copy.write(chunk)
             seconds = time.perf_counter() - started
-            cpu = _own_cpu() - cpu
+            cpu = own_cpu() - cpu
             server_cpu_s = _cpu_since(server_cpu, self._server_cpu(database))
             _check_count(conn, q["bench_raw_count"], workload.n, "baseline")
         return Step(seconds, workload.n, cpu, server_cpu_s)
@@ -281,15 +281,15 @@ class IngestBench:
         ):
             database = str(conninfo_to_dict(url)["dbname"])
             conn.execute(q["bench_checkpoint"])
-            cpu, server_cpu = _process_cpu(proc.pid), self._server_cpu(database)
+            cpu, server_cpu = process_cpu(proc.pid), self._server_cpu(database)
             started = time.perf_counter()
             for name in names:
                 os.rename(inbox / f"{name}.tmp", inbox / name)
             _wait_for_files(proc, inbox, len(names), started + self.timeout)
             seconds = time.perf_counter() - started
-            cpu = _process_cpu(proc.pid) - cpu
+            cpu = process_cpu(proc.pid) - cpu
             server_cpu_s = _cpu_since(server_cpu, self._server_cpu(database))
-            peak = _peak_rss_kb(proc.pid)
+            peak = peak_rss_kb(proc.pid)
             _check_count(conn, q["bench_events_count"], workload.n, "collector")
             _check_count(conn, q["bench_rejected_count"], 0, "collector rejections")
         shutil.rmtree(workdir, ignore_errors=True)
@@ -480,13 +480,13 @@ def _tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process, from /proc."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_kb(pid: int) -> int:
+def peak_rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
@@ -546,7 +546,7 @@ def _server_cpu_note(step: Step) -> str:
     return "" if step.server_cpu_s is None else f", server {step.server_cpu_s:.1f} s"
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -37,21 +36,18 @@ from nats.js import api as js_api
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from collector.bench import own_cpu, peak_rss_kb, process_cpu
 from collector.cli import to_toml
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
 from collector.demo_events import generate as cdevents
-from collector.errors import CollectorError
+from collector.errors import BenchmarkFailed
 from collector.settings import config_path, load_settings
 
 WARMUP_EVENTS = 20_000
 COPY_CHUNK = 1 << 20
 POLL_S = 0.02
-
-
-class BenchmarkFailed(CollectorError):
-    """A run lost or duplicated events, or the collector did not finish."""
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -237,14 +233,14 @@ class Bench:
             process = self._start_collector(url, stream, prefix, tag)
             try:
                 self._checkpoint()
-                cpu_before = _cpu_s(process.pid)
-                client_before = _client_cpu_s()
+                cpu_before = process_cpu(process.pid)
+                client_before = own_cpu()
                 started = time.perf_counter()
                 publish_s = anyio.run(self._publish, prefix, workload.payloads)
                 anyio.run(self._wait_acked, stream, tag, expected, process)
                 seconds = time.perf_counter() - started
-                client_cpu = _client_cpu_s() - client_before
-                peak, cpu = _peak_rss_kb(process.pid), _cpu_s(process.pid) - cpu_before
+                client_cpu = own_cpu() - client_before
+                peak, cpu = peak_rss_kb(process.pid), process_cpu(process.pid) - cpu_before
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -444,25 +440,3 @@ async def _answers(url: str) -> bool:
         return False
     await client.close()
     return True
-
-
-def _peak_rss_kb(pid: int) -> int:
-    """VmHWM of a running process: its peak resident set size."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU time of a running process."""
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
-def _client_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
