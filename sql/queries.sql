@@ -114,3 +114,6 @@ SELECT count(*) FROM api.events;
 
 -- name: bench_rejected_count
 SELECT count(*) FROM api.rejected_events;
+
+-- name: bench_event_ids
+SELECT id FROM api.events;
