@@ -73,6 +73,25 @@ class Pipeline:
         await self.enqueue(delivery)
         return await wait_committed(delivery)
 
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue a delivery if there is room now, without waiting; False if it would wait."""
+        if self._closing:
+            raise PipelineClosed("collector is shutting down")
+        if self._queued > 0 and self._queued + delivery.size > self.limits.queue_size:
+            return False
+        try:
+            # Free unless a task is inside enqueue or taking a batch: no checkpoint needed.
+            self._changed.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        try:
+            self._queue.append(delivery)
+            self._queued += delivery.size
+            self._changed.notify_all()
+        finally:
+            self._changed.release()
+        return True
+
     async def enqueue(self, delivery: Delivery) -> None:
         """Queue a delivery, waiting for room; cancelling the wait leaves nothing queued."""
         async with self._changed:

@@ -66,7 +66,8 @@ class WebApp:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        raw_query: bytes = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
 
         async def read_body(limit: int) -> bytes:
             chunks: list[bytes] = []
