@@ -149,20 +149,26 @@ class Pipeline:
             await self._write(deliveries)
 
     async def _next_batch(self) -> list[Delivery]:
+        """The deliveries of the next batch; [] only when closing with nothing left."""
         limits = self.limits
         async with self._changed:
-            while not self._queue and not self._closing:
-                await self._changed.wait()
-            if not self._queue:
-                return []
-            # Group commit: wait up to linger for more deliveries to fill the batch.
-            deadline = time.monotonic() + limits.linger_s
-            while self._queued < limits.batch_size and not self._closing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                with anyio.move_on_after(remaining):
+            while True:
+                while not self._queue and not self._closing:
                     await self._changed.wait()
+                if not self._queue:
+                    return []
+                # Group commit: wait up to linger for more deliveries to fill the batch.
+                deadline = time.monotonic() + limits.linger_s
+                while self._queue and self._queued < limits.batch_size and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    with anyio.move_on_after(remaining):
+                        await self._changed.wait()
+                if self._queue:
+                    break
+                # Another writer lingering on the same queue took it all: wait for more. (An
+                # empty answer here used to end this writer for good: `writers = 2` became 1.)
             taken: list[Delivery] = []
             size = 0
             while self._queue and (not taken or size + self._queue[0].size <= limits.batch_size):

@@ -350,6 +350,26 @@ async def test_offer_queues_only_when_there_is_room_now() -> None:
     assert sorted(key[2] for key in sink.events) == ["a", "b", "c"]
 
 
+async def test_both_writers_keep_writing_after_lingering_on_the_same_queue() -> None:
+    linger = 0.25
+    sink = BlockingSink()
+    two_writers = PipelineLimits(queue_size=100, batch_size=2, linger_s=linger, writers=2)
+    pipeline = Pipeline([sink], [], two_writers)
+    async with pipeline_tasks(pipeline) as running:
+        running.deliver(delivery("a"))
+        await wait_all_tasks_blocked()  # both writers linger on the one queued delivery
+        running.deliver(delivery("b"))  # the batch is full: one writer takes both
+        await sink.entered.wait()
+        await anyio.sleep(2 * linger)  # past the other writer's linger, on an empty queue
+        sink.entered = anyio.Event()
+        running.deliver(delivery("c", "d"))
+        with anyio.move_on_after(5):
+            await sink.entered.wait()  # the other writer is still there and writes meanwhile
+
+        assert sink.batches == [["a", "b"], ["c", "d"]]
+        sink.release.set()
+
+
 async def test_a_delivery_larger_than_the_queue_is_let_in_alone() -> None:
     sink = MemorySink()
     pipeline = Pipeline([sink], [], limits(queue_size=2, batch_size=2))
