@@ -159,7 +159,8 @@ def cmd_http(args: argparse.Namespace) -> int:
     print(
         f"bench http: {n} CDEvents, {workload.size / n:.0f} B average, seed {args.seed}; "
         f"(a) 1 event per request, (b) {args.batch} per request; {args.connections} keep-alive "
-        f"connections from one load client process; {args.runs} runs after one warm-up "
+        f"connections from one load client process; {args.runs} runs"
+        f"{' after one warm-up' if args.warmup != 0 else ', no warm-up'} "
         f"(generated in {time.monotonic() - started:.1f} s)"
     )
     try:
