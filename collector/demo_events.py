@@ -90,15 +90,20 @@ def services(seed: int, count: int = 300) -> list[Service]:
 
 
 def generate(
-    n: int, seed: int = 1, now: datetime | None = None, days: float = 3.0
+    n: int,
+    seed: int = 1,
+    now: datetime | None = None,
+    days: float = 3.0,
+    service_count: int = 300,
 ) -> list[dict[str, Any]]:
-    """`n` CDEvents (as JSON-ready dicts) sorted by timestamp, all within `days` before `now`.
+    """`n` CDEvents (as JSON-ready dicts) sorted by timestamp, all within `days` before `now`,
+    from a fleet of `service_count` services.
 
-    The same seed and `now` give the same events; ids are unique.
+    The same arguments give the same events; ids are unique.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not secrets
-    flow = _Flow(rng, services(seed), now - timedelta(days=days), now)
+    flow = _Flow(rng, services(seed, service_count), now - timedelta(days=days), now)
     events: list[tuple[datetime, dict[str, Any]]] = []
     while len(events) < n:
         events.extend(flow.delivery())
@@ -538,3 +543,349 @@ TYPES: tuple[str, ...] = tuple(
 def payloads(n: int, seed: int = 1, now: datetime | None = None) -> list[bytes]:
     """The same events as `generate`, each as compact JSON bytes (one message or line each)."""
     return [orjson.dumps(doc) for doc in generate(n, seed=seed, now=now)]
+
+
+# -- what happens around the delivery flows ---------------------------------------------------
+
+# Types `complements` adds, with their CDEvents 0.4.1 type versions.
+COMPLEMENT_TYPES: tuple[str, ...] = tuple(
+    f"dev.cdevents.{kind}.{version}"
+    for kind, version in (
+        ("branch.created", "0.2.0"), ("branch.deleted", "0.2.0"), ("change.created", "0.3.0"),
+        ("change.reviewed", "0.2.0"), ("artifact.packaged", "0.2.0"),
+        ("testsuiterun.started", "0.2.0"), ("testsuiterun.finished", "0.2.0"),
+        ("ticket.created", "0.1.0"), ("ticket.updated", "0.1.0"), ("ticket.closed", "0.1.0"),
+        ("repository.created", "0.2.0"), ("repository.modified", "0.2.0"),
+        ("environment.created", "0.2.0"), ("environment.deleted", "0.2.0"),
+    )
+)  # fmt: skip
+
+
+def complements(events: list[dict[str, Any]], seed: int = 1) -> list[dict[str, Any]]:
+    """The events around the delivery flows of `events` (from `generate`), sorted by time.
+
+    Each merged change gets its branch (created, deleted at the merge), its created and
+    reviewed events, and now and then a tracking ticket and a preview environment; each
+    published artifact its packaged event naming the change (so lead time starts at the
+    merge); each test task its test suite run; each incident its ticket; now and then a
+    repository its modified event; the environments their created events, and over time new
+    repositories (libraries, tools) theirs. Deterministic.
+    """
+    rng = random.Random(f"complements-{seed}")  # noqa: S311 - reproducible data, not secrets
+    extra = _Complements(rng)
+    for event in events:
+        extra.see(event)
+    return extra.finish()
+
+
+class _Complements:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.out: list[tuple[datetime, dict[str, Any]]] = []
+        self.changes: dict[str, dict[str, Any]] = {}  # chain id → its change.merged subject
+        self.suites: dict[tuple[str, str], dict[str, Any]] = {}  # (id, source) → what is known
+        self.repositories: set[str] = set()
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def _emit(
+        self,
+        kind: str,
+        at: datetime,
+        source: str,
+        subject: dict[str, Any],
+        custom: dict[str, Any],
+        chain: str | None = None,
+    ) -> None:
+        version = (
+            "0.3.0" if kind == "change.created" else "0.1.0" if kind[:6] == "ticket" else "0.2.0"
+        )
+        context: dict[str, Any] = {
+            "version": SPEC_VERSION,
+            "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "source": source,
+            "type": f"dev.cdevents.{kind}.{version}",
+            "timestamp": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        }
+        if chain is not None:
+            context["chainId"] = chain
+        doc = {
+            "context": context,
+            "subject": subject,
+            "customData": custom,
+            "customDataContentType": "application/json",
+        }
+        self.out.append((at, doc))
+
+    def see(self, event: dict[str, Any]) -> None:
+        context, subject = event["context"], event["subject"]
+        at = datetime.fromisoformat(context["timestamp"])
+        self.first = self.first or at
+        self.last = at
+        kind = context["type"].split(".")[2] + "." + context["type"].split(".")[3]
+        custom = event.get("customData", {})
+        repository = custom.get("repository")
+        if repository:
+            self.repositories.add(repository)
+        if kind == "change.merged":
+            self.changes[context["chainId"]] = subject
+            self._change(event, at)
+        elif kind == "artifact.published":
+            change = self.changes.get(context.get("chainId", ""))
+            if change is not None:
+                self._packaged(event, at, change)
+        elif kind in ("testcaserun.started", "testcaserun.finished"):
+            content = subject["content"]
+            run = content["testSuiteRun"]
+            suite = self.suites.setdefault(
+                (run["id"], run["source"]),
+                {"first": at, "last": at, "failed": False, "event": event},
+            )
+            suite["last"] = at
+            suite["failed"] = suite["failed"] or content.get("outcome") == "fail"
+        elif kind in ("incident.detected", "incident.resolved"):
+            self._incident_ticket(event, at, kind == "incident.resolved")
+
+    def _change(self, event: dict[str, Any], merged: datetime) -> None:
+        rng = self.rng
+        subject, custom = event["subject"], event["customData"]
+        chain = event["context"]["chainId"]
+        github = subject["source"]
+        repo_ref = subject["content"]["repository"]
+        number = subject["id"].rsplit("/", 1)[-1]
+        author = custom["author"].split("@")[0]
+        light = {
+            "team": custom["team"],
+            "repository": custom["repository"],
+            "author": custom["author"],
+        }
+        branched = merged - timedelta(seconds=rng.uniform(2 * 3600, 5 * 86400))
+        opened = branched + (merged - branched) * rng.uniform(0.05, 0.5)
+        reviewed = opened + (merged - opened) * rng.uniform(0.3, 0.95)
+        branch = {
+            "id": f"{custom['repository']}/tree/{author}/change-{number}",
+            "source": github,
+            "type": "branch",
+            "content": {"repository": repo_ref},
+        }
+        self._emit("branch.created", branched, github, branch, light, chain)
+        change = {"id": subject["id"], "source": github, "type": "change"}
+        self._emit(
+            "change.created",
+            opened,
+            github,
+            {**change, "content": {"description": custom["title"], "repository": repo_ref}},
+            light,
+            chain,
+        )
+        self._emit(
+            "change.reviewed",
+            reviewed,
+            github,
+            {**change, "content": {"repository": repo_ref}},
+            {**light, "reviewer": rng.choice(custom["reviewers"]), "state": "approved"},
+            chain,
+        )
+        self._emit(
+            "branch.deleted",
+            merged + timedelta(seconds=rng.uniform(5, 60)),
+            github,
+            branch,
+            light,
+            chain,
+        )
+        if rng.random() < 0.1:
+            argo = f"https://argocd.{ORG}.internal"
+            name = f"preview-{custom['repository'].split('/')[-1]}-{number}"
+            environment = {"id": name, "source": argo, "type": "environment"}
+            self._emit(
+                "environment.created",
+                opened + timedelta(seconds=rng.uniform(60, 600)),
+                argo,
+                {
+                    **environment,
+                    "content": {"name": name, "url": f"https://{name}.preview.{ORG}.dev"},
+                },
+                light,
+                chain,
+            )
+            self._emit(
+                "environment.deleted",
+                merged + timedelta(seconds=rng.uniform(60, 900)),
+                argo,
+                {**environment, "content": {"name": name}},
+                light,
+                chain,
+            )
+        if rng.random() < 0.15:
+            tracker = f"https://jira.{ORG}.internal"
+            key = f"{custom['team'].upper().replace('TEAM-', '')}-{number}"
+            ticket = {"id": key, "source": tracker, "type": "ticket"}
+            common = {
+                "summary": custom["title"],
+                "ticketType": rng.choice(("task", "enhancement", "bug")),
+                "group": custom["team"],
+                "creator": rng.choice(_PEOPLE),
+                "priority": rng.choice(("low", "medium", "high")),
+                "labels": [custom["labels"]["tier"]],
+                "uri": f"{tracker}/browse/{key}",
+            }
+            created = branched - timedelta(seconds=rng.uniform(3600, 10 * 86400))
+            self._emit("ticket.created", created, tracker, {**ticket, "content": common}, light)
+            self._emit(
+                "ticket.updated",
+                branched,
+                tracker,
+                {**ticket, "content": {**common, "assignees": [author], "updatedBy": author}},
+                light,
+            )
+            self._emit(
+                "ticket.closed",
+                merged + timedelta(seconds=rng.uniform(60, 3600)),
+                tracker,
+                {**ticket, "content": {**common, "resolution": "completed", "updatedBy": author}},
+                light,
+            )
+        if rng.random() < 0.03:
+            self._emit(
+                "repository.modified",
+                merged + timedelta(seconds=rng.uniform(60, 3600)),
+                github,
+                _repository_subject(custom["repository"], github),
+                light,
+            )
+
+    def _packaged(self, event: dict[str, Any], published: datetime, change: dict[str, Any]) -> None:
+        subject = event["subject"]
+        self._emit(
+            "artifact.packaged",
+            published - timedelta(seconds=self.rng.uniform(2, 20)),
+            event["context"]["source"],
+            {
+                "id": subject["id"],
+                "source": subject["source"],
+                "type": "artifact",
+                "content": {
+                    "change": {"id": change["id"], "source": change["source"]},
+                    "sbom": subject["content"]["sbom"],
+                },
+            },
+            {"version": event["customData"]["version"], "image": event["customData"]["image"]},
+            event["context"]["chainId"],
+        )
+
+    def _incident_ticket(self, event: dict[str, Any], at: datetime, resolved: bool) -> None:
+        rng = self.rng
+        incident = event["subject"]
+        tracker = f"https://jira.{ORG}.internal"
+        key = f"OPS-{incident['id'].split('-')[-1]}"
+        content = {
+            "summary": incident["content"]["description"],
+            "ticketType": "incident",
+            "group": event["customData"]["team"],
+            "creator": "alertmanager",
+            "priority": "high",
+            "uri": f"{tracker}/browse/{key}",
+        }
+        ticket = {"id": key, "source": tracker, "type": "ticket"}
+        light = {"incident": incident["id"], "severity": event["customData"]["severity"]}
+        if resolved:
+            self._emit(
+                "ticket.closed",
+                at + timedelta(seconds=rng.uniform(60, 1800)),
+                tracker,
+                {**ticket, "content": {**content, "resolution": "completed"}},
+                light,
+                event["context"]["chainId"],
+            )
+        else:
+            self._emit(
+                "ticket.created",
+                at + timedelta(seconds=rng.uniform(30, 300)),
+                tracker,
+                {**ticket, "content": content},
+                light,
+                event["context"]["chainId"],
+            )
+
+    def finish(self) -> list[dict[str, Any]]:
+        rng = self.rng
+        for (run_id, source), suite in self.suites.items():
+            case = suite["event"]
+            content = case["subject"]["content"]
+            name = run_id.rsplit("-run-", 1)[0]  # <service>-run-<n>-<task>
+            task = "unit-tests" if run_id.endswith("unit-tests") else "integration-tests"
+            test_suite = {
+                "id": f"{name}/{task}",
+                "name": task,
+                "version": "1",
+                "uri": f"https://github.com/{ORG}/{name}/tree/main/tests",
+            }
+            subject = {"id": run_id, "source": source, "type": "testSuiteRun"}
+            custom = {"team": case["customData"]["team"], "repository": f"{ORG}/{name}"}
+            chain = case["context"].get("chainId")
+            self._emit(
+                "testsuiterun.started",
+                suite["first"] - timedelta(seconds=0.05),
+                source,
+                {**subject, "content": {"environment": content["environment"],
+                                        "testSuite": test_suite, "trigger": {"type": "pipeline"}}},
+                custom,
+                chain,
+            )  # fmt: skip
+            finished: dict[str, Any] = {
+                "environment": content["environment"],
+                "testSuite": test_suite,
+                "outcome": "fail" if suite["failed"] else "pass",
+            }
+            if suite["failed"]:
+                finished["severity"] = rng.choice(("medium", "high"))
+                finished["reason"] = "one or more test cases failed"
+            self._emit(
+                "testsuiterun.finished",
+                suite["last"] + timedelta(seconds=rng.uniform(0.1, 2)),
+                source,
+                {**subject, "content": finished},
+                custom,
+                chain,
+            )
+        if self.first is not None and self.last is not None:
+            github = "https://github.com"
+            # New repositories (libraries, tools) keep appearing over the span.
+            span = (self.last - self.first).total_seconds()
+            for index in range(max(1, len(self.repositories) // 2)):
+                repository = f"{ORG}/{rng.choice(_DOMAINS)}-lib-{index}"
+                self._emit(
+                    "repository.created",
+                    self.first + timedelta(seconds=rng.uniform(0, span)),
+                    f"{github}/{repository}",
+                    _repository_subject(repository, f"{github}/{repository}"),
+                    {"team": rng.choice(_TEAMS)},
+                )
+            argo = f"https://argocd.{ORG}.internal"
+            for name in ENVIRONMENTS:
+                self._emit(
+                    "environment.created",
+                    self.first - timedelta(seconds=rng.uniform(60, 3600)),
+                    argo,
+                    {"id": name, "source": argo, "type": "environment",
+                     "content": {"name": name, "url": f"https://{name}.{ORG}.internal"}},
+                    {"team": "platform"},
+                )  # fmt: skip
+        self.out.sort(key=lambda pair: pair[0])
+        return [doc for _, doc in self.out]
+
+
+def _repository_subject(repository: str, source: str) -> dict[str, Any]:
+    owner, name = repository.split("/", 1)
+    return {
+        "id": repository,
+        "source": source,
+        "type": "repository",
+        "content": {
+            "name": name,
+            "owner": owner,
+            "url": f"git@github.com:{repository}.git",
+            "viewUrl": f"https://github.com/{repository}",
+        },
+    }

@@ -114,3 +114,56 @@ SELECT count(*) FROM api.events;
 
 -- name: bench_rejected_count
 SELECT count(*) FROM api.rejected_events;
+
+-- name: bench_api_stamp
+-- What a database kept by `collector bench api --keep` holds (JSON), or NULL.
+SELECT shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE d.datname = %(name)s;
+
+-- name: bench_api_counts
+SELECT (SELECT count(*) FROM api.events), (SELECT count(*) FROM api.rejected_events),
+       (SELECT count(*) FROM collector.subjects), (SELECT count(*) FROM collector.deployments),
+       (SELECT count(*) FROM collector.jobs), pg_database_size(current_database());
+
+-- name: bench_api_vacuum
+VACUUM ANALYZE;
+
+-- name: bench_api_reader
+SET ROLE collector_reader;
+
+-- name: bench_api_parameters
+-- Values for the timed queries, picked from the window's data.
+SELECT
+    (SELECT d.event_type FROM api.deployments d
+     WHERE d.time >= %(from_time)s AND d.time < %(to_time)s
+     GROUP BY d.event_type ORDER BY count(*) DESC, d.event_type LIMIT 1) AS event_type,
+    (SELECT e.source FROM api.events e
+     WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+     GROUP BY e.source ORDER BY count(*) DESC, e.source LIMIT 1) AS source,
+    (SELECT d.service FROM api.deployments d
+     WHERE d.time >= %(from_time)s AND d.time < %(to_time)s
+     GROUP BY d.service ORDER BY count(*) DESC, d.service LIMIT 1) AS subject,
+    (SELECT e.id FROM api.events e
+     WHERE e.time >= %(from_time)s + (%(to_time)s - %(from_time)s) / 2 AND e.time < %(to_time)s
+       AND e.family = 'cdevents'
+     ORDER BY e.time LIMIT 1) AS event_id,
+    ARRAY(SELECT e.id FROM api.events e
+          WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+          ORDER BY md5(e.id) LIMIT 100) AS ids,
+    ARRAY(SELECT x.id FROM (
+              (SELECT e.id FROM api.events e
+               WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+               ORDER BY md5(e.id) DESC LIMIT 75)
+              UNION ALL
+              (SELECT e.id FROM api.events e
+               WHERE e.time >= %(from_time)s AND e.time < %(to_time)s
+                 AND e.family IN ('ccmessage', 'cclog')
+               ORDER BY md5(e.id) LIMIT 25)) AS x) AS mixed_ids,
+    ARRAY(SELECT s.service FROM (
+              SELECT DISTINCT d.service FROM api.deployments d
+              WHERE d.time >= %(from_time)s AND d.time < %(to_time)s) AS s
+          ORDER BY md5(s.service) LIMIT 3) AS services;
+
+-- name: bench_api_partitions
+-- The time partitions holding `at` of every family, as maintenance creates them ahead.
+SELECT count(*) FILTER (WHERE collector.ensure_partition(p.family, %(at)s))
+FROM collector.partition_policy p;
