@@ -188,21 +188,40 @@ BEGIN
 END
 $$;
 
+-- The identities asked for give their events' times; the events are then read with the range
+-- of those times known to the planner (a custom plan every call), so it plans only the time
+-- partitions in that range. A probe through the identities' times alone would plan every
+-- partition of every family: hundreds after a year of daily partitions, 0.1-0.3 s of planning
+-- for a single id. Each identity then probes at most one partition per family (run-time
+-- pruning) through the (type, time) index.
 CREATE OR REPLACE FUNCTION api.events_by_id(ids text[]) RETURNS SETOF api.events
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT e.* FROM (
-        SELECT l.*
-        FROM collector.event_identities i
-        CROSS JOIN LATERAL (
-            SELECT v.* FROM api.events v
-            WHERE v.time = i.time AND v.id = i.id AND v.source = i.source AND v.type = i.type
-            OFFSET 0
-        ) AS l
-        WHERE i.id = ANY (ids)
-        UNION ALL
-        SELECT * FROM collector.partition_scope_events_by_id(ids)
-    ) AS e
-    ORDER BY e.time, e.seq
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    earliest timestamptz;
+    latest timestamptz;
+    families text[];
+BEGIN
+    SELECT min(i.time), max(i.time) INTO earliest, latest
+    FROM collector.event_identities i WHERE i.id = ANY (ids);
+    SELECT array_agg(p.family) INTO families
+    FROM collector.partition_policy p WHERE p.identity_scope = 'global';
+    RETURN QUERY
+        SELECT e.* FROM (
+            SELECT l.*
+            FROM collector.event_identities i
+            CROSS JOIN LATERAL (
+                SELECT v.* FROM api.events v
+                WHERE v.time = i.time AND v.id = i.id AND v.source = i.source AND v.type = i.type
+                  AND v.time BETWEEN earliest AND latest AND v.family = ANY (families)
+                OFFSET 0
+            ) AS l
+            WHERE i.id = ANY (ids)
+            UNION ALL
+            SELECT * FROM collector.partition_scope_events_by_id(ids)
+        ) AS e
+        ORDER BY e.time, e.seq;
+END
 $$;
 
 COMMENT ON FUNCTION api.events_by_id(text[]) IS 'Events whose id is in ids, ordered by time; unknown ids are simply absent. One id can match several events of different source or type.';
