@@ -745,54 +745,93 @@ $$;
 -- Lead time of each deployment: from the merge of the change its artifact was packaged from
 -- (the artifact's `change` reference: id, and source when given), else from the artifact's
 -- publication, else from its packaging, to the deployment. Null when the artifact is unknown.
+-- Each artifact is looked up once, however often it was deployed (dev, staging, production).
 CREATE FUNCTION collector.dora_lead_times(
     from_time timestamptz, to_time timestamptz, environments text[], services text[]
 ) RETURNS TABLE ("time" timestamptz, lead_time_s double precision)
 LANGUAGE sql STABLE AS $$
-    SELECT d.time,
-           extract(epoch FROM d.time - coalesce(c.merged_at, a.published_at, a.packaged_at))::double precision
-    FROM collector.dora_deployments(from_time, to_time, environments, services) d
-    LEFT JOIN LATERAL (
-        SELECT (a.predicate_times->>'published')::timestamptz AS published_at,
-               (a.predicate_times->>'packaged')::timestamptz AS packaged_at,
-               a.content->'change'->>'id' AS change_id, a.content->'change'->>'source' AS change_source
-        FROM collector.subjects a
-        WHERE a.subject_type = 'artifact' AND a.subject_id = d.artifact_id
-        ORDER BY a.first_time LIMIT 1
-    ) a ON true
-    LEFT JOIN LATERAL (
-        SELECT (c.predicate_times->>'merged')::timestamptz AS merged_at
-        FROM collector.subjects c
-        WHERE c.subject_type = 'change' AND c.subject_id = a.change_id
-          AND (a.change_source IS NULL OR c.subject_source = a.change_source)
-        ORDER BY c.first_time LIMIT 1
-    ) c ON true
+    WITH deployed AS MATERIALIZED (
+        SELECT d.time, d.artifact_id
+        FROM collector.dora_deployments(from_time, to_time, environments, services) d
+    ), started AS (
+        SELECT k.artifact_id, coalesce(c.merged_at, a.published_at, a.packaged_at) AS since
+        FROM (SELECT DISTINCT artifact_id FROM deployed WHERE artifact_id IS NOT NULL) AS k
+        CROSS JOIN LATERAL (
+            SELECT (a.predicate_times->>'published')::timestamptz AS published_at,
+                   (a.predicate_times->>'packaged')::timestamptz AS packaged_at,
+                   a.content->'change'->>'id' AS change_id,
+                   a.content->'change'->>'source' AS change_source
+            FROM collector.subjects a
+            WHERE a.subject_type = 'artifact' AND a.subject_id = k.artifact_id
+            ORDER BY a.first_time LIMIT 1
+        ) a
+        LEFT JOIN LATERAL (
+            SELECT (c.predicate_times->>'merged')::timestamptz AS merged_at
+            FROM collector.subjects c
+            WHERE c.subject_type = 'change' AND c.subject_id = a.change_id
+              AND (a.change_source IS NULL OR c.subject_source = a.change_source)
+            ORDER BY c.first_time LIMIT 1
+        ) c ON true
+    )
+    SELECT d.time, extract(epoch FROM d.time - s.since)::double precision
+    FROM deployed d LEFT JOIN started s ON s.artifact_id = d.artifact_id
 $$;
 
 -- Whether each deployment failed: before the next deployment of the same service to the same
 -- environment, that service was rolled back there, or an incident was detected or reported
 -- for it there (the incident's first event falls after the deployment, up to the next one).
+-- Set-based, without a probe per deployment: the deployments of the range and the failures
+-- that can belong to them (from the range's start up to the first deployment after it) in one
+-- timeline per service and environment, where each failure goes to the latest deployment
+-- strictly before it.
 CREATE FUNCTION collector.dora_failures(
     from_time timestamptz, to_time timestamptz, environments text[], services text[]
 ) RETURNS TABLE ("time" timestamptz, failed boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT d.time,
-           EXISTS (SELECT FROM collector.deployments r
-                   WHERE r.environment = d.environment AND r.service = d.service
-                     AND r.action = 'rolledback' AND r.time > d.time
-                     AND (n.next_time IS NULL OR r.time <= n.next_time))
-        OR EXISTS (SELECT FROM collector.subjects i
-                   WHERE i.subject_type = 'incident'
-                     AND i.content->'service'->>'id' = d.service
-                     AND i.content->'environment'->>'id' = d.environment
-                     AND i.first_time > d.time
-                     AND (n.next_time IS NULL OR i.first_time <= n.next_time))
-    FROM collector.dora_deployments(from_time, to_time, environments, services) d
-    CROSS JOIN LATERAL (
-        SELECT min(x.time) AS next_time FROM collector.deployments x
-        WHERE x.environment = d.environment AND x.service = d.service
-          AND x.action IN ('deployed', 'upgraded') AND x.time > d.time
-    ) n
+    WITH deployed AS MATERIALIZED (
+        SELECT d.environment, d.service, d.time
+        FROM collector.dora_deployments(from_time, to_time, environments, services) d
+    ), pairs AS MATERIALIZED (
+        -- Each service and environment deployed in the range, with its first deployment at or
+        -- after the range's end: later failures belong to that one.
+        SELECT k.environment, k.service, min(x.time) AS next_time
+        FROM (SELECT DISTINCT environment, service FROM deployed WHERE environment IS NOT NULL) k
+        LEFT JOIN collector.deployments x
+          ON x.environment = k.environment AND x.service = k.service AND x.time >= to_time
+         AND x.action IN ('deployed', 'upgraded')
+        GROUP BY k.environment, k.service
+    ), failures AS (
+        SELECT r.environment, r.service, r.time
+        FROM collector.deployments r
+        JOIN pairs p ON p.environment = r.environment AND p.service = r.service
+        WHERE r.action = 'rolledback' AND r.time > from_time
+          AND (p.next_time IS NULL OR r.time <= p.next_time)
+        UNION ALL
+        SELECT p.environment, p.service, i.first_time
+        FROM collector.subjects i
+        JOIN pairs p ON p.service = i.content->'service'->>'id'
+                    AND p.environment = i.content->'environment'->>'id'
+        WHERE i.subject_type = 'incident' AND i.first_time > from_time
+          AND (p.next_time IS NULL OR i.first_time <= p.next_time)
+    ), timeline AS (
+        -- At equal times a failure sorts before a deployment: it is not after that one.
+        SELECT t.is_deployment,
+               max(t.time) FILTER (WHERE t.is_deployment) OVER (
+                   PARTITION BY t.environment, t.service ORDER BY t.time, t.is_deployment
+                   ROWS UNBOUNDED PRECEDING) AS deployed_at,
+               t.environment, t.service
+        FROM (SELECT environment, service, time, true AS is_deployment FROM deployed
+              WHERE environment IS NOT NULL
+              UNION ALL
+              SELECT environment, service, time, false FROM failures) AS t
+    ), failed AS (
+        SELECT DISTINCT environment, service, deployed_at FROM timeline
+        WHERE NOT is_deployment AND deployed_at IS NOT NULL
+    )
+    SELECT d.time, f.deployed_at IS NOT NULL
+    FROM deployed d
+    LEFT JOIN failed f
+      ON f.environment = d.environment AND f.service = d.service AND f.deployed_at = d.time
 $$;
 
 -- Time to restore of each incident that began in the range (its first event in the range):
