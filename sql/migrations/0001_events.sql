@@ -80,8 +80,11 @@ CREATE TABLE collector.events_ccmessage PARTITION OF collector.events
 CREATE TABLE collector.events_raw PARTITION OF collector.events
     FOR VALUES IN ('raw') PARTITION BY RANGE (time);
 
--- Events arrive mostly in time order: a BRIN index serves time ranges at almost no ingest cost.
-CREATE INDEX events_time_brin ON collector.events USING brin (time);
+-- Time ranges, and "the latest N events" (ORDER BY time DESC LIMIT N: a merge of each
+-- partition's index read backwards, where a BRIN index would sort every row of the range).
+-- Events arrive mostly in time order, so inserts append to the index's right edge: its ingest
+-- cost was not measurable against a BRIN index (docs/benchmarks.md, `collector bench api`).
+CREATE INDEX events_time ON collector.events (time);
 
 -- Identity (source, type, id) must be unique across all time partitions, and a replay must be
 -- recognised whenever it arrives: an unpartitioned table holds each identity and where

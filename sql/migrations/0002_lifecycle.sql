@@ -13,7 +13,7 @@
 -- its `started`, replays and any split of the events into batches give the same rows.
 
 -- Filters of api.events on type, source or subject, with or without a time range, use these
--- btree indexes (time ranges alone use the BRIN index of 0001). Each one costs ingest work, so
+-- btree indexes (time ranges alone use the time index of 0001). Each one costs ingest work, so
 -- there are three, one per filter users type; each includes time so that a filter plus a time
 -- range or `ORDER BY time` is one index range scan. Events of most families have no subject:
 -- that index is partial. The (type, time) index also serves the lookups of api.events_by_id.
