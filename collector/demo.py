@@ -35,7 +35,7 @@ MARKER_SOURCE = "collector/demo"
 MARKER_TYPE = "dev.collector.demo.seeded"
 CLUSTER_DAYS = 14.0  # ClusterCockpit history, within the default retention of 30 days
 LINES_PER_MESSAGE = 500  # as a collector would send them: many lines per request
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # a one-off command: say soon that the database is not there
 
 
 @dataclass(frozen=True)

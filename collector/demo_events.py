@@ -1093,7 +1093,7 @@ def _job(
     project = rng.choice(list(_PROJECTS))
     user = f"{project.split('-')[0][:4]}{rng.randint(1, 6):02d}h"
     if cluster.gpus:
-        num_nodes = rng.choices((1, 2), weights=(9, 1))[0]
+        num_nodes = min(len(cluster.hosts), rng.choices((1, 2), weights=(9, 1))[0])
         num_acc = cluster.gpus * num_nodes if num_nodes > 1 else rng.choice((1, 2, 4, 8))
         partition = cluster.sub_cluster
     else:
