@@ -27,6 +27,7 @@ import pytest
 import yaml
 from psycopg.conninfo import make_conninfo
 
+from tests.clustercockpit import store
 from tests.conftest import dsn_as_url, with_dbname
 from tests.grafana_dashboards import (
     DASHBOARDS,
@@ -198,20 +199,39 @@ def _links(panel: dict[str, Any]) -> Iterator[dict[str, Any]]:
 # -- the queries, on demo data ------------------------------------------------------------------
 
 
+DEMO = ["demo", "--services", "20", "--nodes", "8", "--seed", "7"]
+
+# A node that resends what it sent (a replay: counted as a duplicate) and sends lines that are
+# not valid (rejected with the reason): `collector demo` stores only valid data once, and
+# Collector health shows these.
+NODE_LINES = (
+    'slurmd,cluster=fritz,hostname=f0101,type=node,type-id=0,loglevel=warn log="fan slow" {ns}\n'
+    'slurmd,cluster=fritz,hostname=f0101,type=rack,type-id=1 log="fan failure"\n'
+    "slurmd,cluster=fritz hostname=f0101\n"
+)
+
+
 @pytest.fixture(scope="module")
 def demo_database(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    """A migrated database filled by `collector demo`, as a user would fill it."""
+    """A migrated database filled by `collector demo`, plus a node's replay and bad lines
+    through the same sink."""
     name = f"collector_grafana_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     url = with_dbname(pg_admin_url, name)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "collector", "demo", "--database-url", dsn_as_url(url),
-             "--services", "20", "--seed", "7"],
+            [sys.executable, "-m", "collector", *DEMO, "--database-url", dsn_as_url(url)],
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
+        now = datetime.now(UTC)
+        lines = NODE_LINES.format(ns=int(now.timestamp()) * 1_000_000_000)
+        for duplicates in (0, 1):
+            _, result = store(url, lines, received_at=now)
+            assert (result.stored, len(result.duplicates), result.rejected) == (
+                1 - duplicates, duplicates, 2,
+            )  # fmt: skip
         yield url
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
