@@ -1,8 +1,11 @@
-"""Realistic CDEvents 0.4.1 traffic, deterministic from a seed: for benchmarks and demos.
+"""Realistic event streams, deterministic from a seed: for benchmarks and `collector demo`.
 
-A few hundred services go through delivery flows (change merged → pipeline run → tasks,
-build, tests → artifact → deployments, now and then a rollback or an incident), producing
-~1 KB events with unique ids, timestamps within the last few days, sorted by time.
+CDEvents 0.4.1: services go through delivery flows (change merged → pipeline run → tasks,
+build, tests → artifact → deployments, now and then a rollback or an incident), ~1 KB events
+with unique ids. `generate` is the benchmarks' stream (random services at random times within
+the last few days, sorted by time); `demo_deliveries` the demo's (every service at the pace of
+its DORA performer group over weeks, with the whole lifecycle). `cluster_lines` is an HPC
+centre's ClusterCockpit line protocol: jobs, node events and logs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import orjson
 
 SPEC_VERSION = "0.4.1"
 TYPE_VERSION = "0.2.0"
+# The types of CDEvents 0.4.1 whose version is not TYPE_VERSION.
+_TYPE_VERSIONS = {"change.created": "0.3.0"}
 ORG = "acme"
 
 _DOMAINS = (
@@ -180,7 +185,7 @@ PERFORMERS: tuple[Performer, ...] = (
     Performer(
         name="elite",
         share=0.15,
-        deliveries_per_day=1.3,
+        deliveries_per_day=1.5,
         review_s=(20 * _MINUTE, 6 * _HOUR),
         merge_wait_s=(1 * _MINUTE, 10 * _MINUTE),
         pipeline_failure_rate=0.05,
@@ -397,7 +402,7 @@ class _Flow:
             "id": event_id,
             "chainId": chain,
             "source": source,
-            "type": f"dev.cdevents.{kind}.{TYPE_VERSION}",
+            "type": f"dev.cdevents.{kind}.{_TYPE_VERSIONS.get(kind, TYPE_VERSION)}",
             "timestamp": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
         if parent is not None:
@@ -959,7 +964,7 @@ _SYMPTOMS = (
 
 # Every type the generator produces.
 TYPES: tuple[str, ...] = tuple(
-    f"dev.cdevents.{kind}.{TYPE_VERSION}"
+    f"dev.cdevents.{kind}.{_TYPE_VERSIONS.get(kind, TYPE_VERSION)}"
     for kind in (
         "change.merged", "pipelinerun.queued", "pipelinerun.started", "pipelinerun.finished",
         "taskrun.started", "taskrun.finished", "build.queued", "build.started", "build.finished",

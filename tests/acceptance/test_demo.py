@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-SMALL = ("--services", "24", "--days", "45", "--nodes", "6", "--seed", "3")
+SMALL = ("--services", "16", "--days", "40", "--nodes", "4", "--seed", "3")
 VIEWS = (
     "api.events",
     "api.deployments",
@@ -44,9 +44,18 @@ def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+Conn = psycopg.Connection[Any]
+
+
+def one(conn: Conn, query: str) -> tuple[Any, ...]:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
 def counts(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        return {view: conn.execute(f"SELECT count(*) FROM {view}").fetchone()[0] for view in VIEWS}
+        return {view: one(conn, f"SELECT count(*) FROM {view}")[0] for view in VIEWS}
 
 
 def stored_line(stdout: str) -> tuple[int, int, int]:
@@ -76,7 +85,7 @@ def test_demo_migrates_and_fills_every_view(seeded: Any) -> None:
     url, _, first = seeded
     assert first.returncode == 0, first.stderr
     stored, duplicates, rejected = stored_line(first.stdout)
-    assert stored > 5000
+    assert stored > 3000
     assert (duplicates, rejected) == (0, 0)
     for family in ("cdevents", "ccmessage", "cclog", "cloudevents"):
         assert re.search(
@@ -89,43 +98,48 @@ def test_demo_migrates_and_fills_every_view(seeded: Any) -> None:
     with psycopg.connect(url) as conn:
         # Running and finished jobs, flaky tests (the same case failing and passing), open and
         # resolved incidents, and a lead time measured from the merge of the change.
-        jobs = dict(conn.execute("SELECT state, count(*) FROM api.jobs GROUP BY 1").fetchall())
-        assert jobs.get("running", 0) > 0 and jobs.get("finished", 0) > 0, jobs
-        flaky = conn.execute(
-            "SELECT count(*) FROM (SELECT test_case_id FROM api.test_case_runs GROUP BY 1"
-            " HAVING bool_or(outcome = 'failure') AND bool_or(outcome = 'success')) AS f"
-        ).fetchone()[0]
-        assert flaky > 0
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM api.artifacts a JOIN api.changes c ON c.change_id = a.change_id"
-                " WHERE c.merged_at IS NOT NULL"
-            ).fetchone()[0]
-            > 0
+        jobs: dict[str, int] = dict(
+            conn.execute("SELECT state, count(*) FROM api.jobs GROUP BY 1").fetchall()
         )
+        assert jobs.get("running", 0) > 0, jobs
+        assert jobs.get("finished", 0) > 0, jobs
+        (flaky,) = one(
+            conn,
+            "SELECT count(*) FROM (SELECT test_case_id FROM api.test_case_runs GROUP BY 1"
+            " HAVING bool_or(outcome = 'failure') AND bool_or(outcome = 'success')) AS f",
+        )
+        assert flaky > 0
+        (from_merge,) = one(
+            conn,
+            "SELECT count(*) FROM api.artifacts a"
+            " JOIN api.changes c ON c.change_id = a.change_id WHERE c.merged_at IS NOT NULL",
+        )
+        assert from_merge > 0
+        incidents = {r[0] for r in conn.execute("SELECT DISTINCT status FROM api.incidents")}
+        assert "resolved" in incidents
         levels = {r[0] for r in conn.execute("SELECT DISTINCT level FROM api.cluster_logs")}
         assert {"info", "warn", "error"} <= levels
-        assert conn.execute("SELECT count(*) FROM api.rejected_events").fetchone()[0] == 0
+        assert one(conn, "SELECT count(*) FROM api.rejected_events") == (0,)
 
 
 def test_dora_rates_the_last_30_days_with_a_spread_across_services(seeded: Any) -> None:
     url, _, first = seeded
     assert first.returncode == 0, first.stderr
     with psycopg.connect(url) as conn:
-        frequency = conn.execute(
-            f"SELECT deployments, rating FROM api.dora_deployment_frequency({LAST_30_DAYS}, {PROD})"
-        ).fetchone()
-        lead = conn.execute(
-            f"SELECT median_s, rating FROM api.dora_lead_time({LAST_30_DAYS}, {PROD})"
-        ).fetchone()
-        failure = conn.execute(
-            f"SELECT rate, rating FROM api.dora_change_failure_rate({LAST_30_DAYS}, {PROD})"
-        ).fetchone()
-        restore = conn.execute(
-            f"SELECT median_s, rating FROM api.dora_time_to_restore({LAST_30_DAYS})"
-        ).fetchone()
+        frequency = one(
+            conn,
+            "SELECT deployments, rating"
+            f" FROM api.dora_deployment_frequency({LAST_30_DAYS}, {PROD})",
+        )
+        lead = one(conn, f"SELECT median_s, rating FROM api.dora_lead_time({LAST_30_DAYS}, {PROD})")
+        failure = one(
+            conn, f"SELECT rate, rating FROM api.dora_change_failure_rate({LAST_30_DAYS}, {PROD})"
+        )
+        restore = one(
+            conn, f"SELECT median_s, rating FROM api.dora_time_to_restore({LAST_30_DAYS})"
+        )
         for row in (frequency, lead, failure, restore):
-            assert row is not None and row[0] is not None and row[1] is not None, row
+            assert None not in row, row
         assert 0 < failure[0] < 0.5
         per_service = conn.execute(
             f"""SELECT f.rating, l.rating
