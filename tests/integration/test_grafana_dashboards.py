@@ -164,6 +164,10 @@ def test_variables_are_defined_and_quoted_with_sqlstring() -> None:
                     assert f"ARRAY[{written}]::text[]" in sql, (
                         f"{name} {where}: multi-value {written} outside ARRAY[...]::text[]"
                     )
+        for panel in panels(dashboard):  # titles and data links name variables too
+            texts = [panel.get("title", ""), *(link["url"] for link in _links(panel))]
+            for ref, _, written in (r for text in texts for r in variable_references(text)):
+                assert ref in defined or ref.startswith("__"), f"{name}: {written} undefined"
         for variable in defined.values():
             if variable.get("includeAll"):
                 # A custom "All" goes into the SQL as written: NULL, which the queries read as
