@@ -243,8 +243,12 @@ async def _seed(
 
     async def produce() -> None:
         async with send:
-            # The marker first: a run cut short and started again keeps the same times.
-            await submit(_deliveries([_marker(options, anchor)], "cloudevents"), 1)
+            # The marker first, committed alone: a run cut short and started again keeps the
+            # same times, so what was stored is recognised as duplicates.
+            marker = _deliveries([_marker(options, anchor)], "cloudevents")
+            await submit(marker, 1)
+            for delivery, _ in marker:
+                await wait_committed(delivery)
             for parts, units in _cdevent_deliveries(plan, settings.pipeline.batch_size):
                 await submit(parts, units)
             for text in messages:

@@ -131,9 +131,11 @@ def generate(
 class Performer:
     """How a group of services delivers: the pace and quality the four DORA metrics measure.
 
-    Times are ranges in seconds, drawn uniformly. A deployment to production is followed by a
-    rollback with `rollback_rate`, else by an incident with `incident_rate` (their sum is the
-    change failure rate there); an incident is resolved `restore_s` after it was detected.
+    Times are ranges in seconds, drawn uniformly. A deployment (but a service's first to an
+    environment) is rolled back with `rollback_rate`, and the rollout stops there; one to
+    production that is not is followed by an incident with `incident_rate` (so their sum is
+    the change failure rate in production); the incident is resolved `restore_s` after it was
+    detected.
     """
 
     name: str

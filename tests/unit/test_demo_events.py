@@ -4,6 +4,7 @@ line-protocol decoder stores whole."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -188,3 +189,32 @@ def test_cluster_data_stays_inside_the_retention(
     days: float, retention: dict[str, str], expected: float
 ) -> None:
     assert demo.cluster_days(days, RetentionSettings(**retention)) == expected
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal() -> None:
+    out = Terminal()
+    progress = demo.Progress(4, out)
+    for _ in range(4):
+        progress.advance(1, 10)
+    progress.close()
+    text = out.getvalue()
+    assert text.startswith("\rdemo: [")
+    assert text.endswith("100% 40 events, " + text.rsplit(", ", 1)[1])
+    assert text.count("\n") == 1  # the line closed at the end
+
+
+def test_progress_writes_a_line_per_tenth_elsewhere() -> None:
+    out = io.StringIO()
+    progress = demo.Progress(100, out)
+    for _ in range(100):
+        progress.advance(1, 3)
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 11
+    assert lines[-1].startswith("demo: [" + "#" * 30 + "] 100% 300 events")
+    assert "\r" not in out.getvalue()
