@@ -42,6 +42,10 @@ BEGIN
         FROM unnest(families, times) AS u(f, t)
         JOIN collector.partition_policy p ON p.family = u.f
         GROUP BY u.f, p.period
+        -- One order of families (and of periods within each, below) for every batch: creating
+        -- a partition locks its family's table until commit, so two batches creating partitions
+        -- of the same families take those locks in the same order and cannot deadlock.
+        ORDER BY u.f
     LOOP
         IF date_trunc(span.period, span.earliest, 'UTC')
            = date_trunc(span.period, span.latest, 'UTC') THEN
@@ -52,6 +56,7 @@ BEGIN
                 SELECT DISTINCT ON (date_trunc(span.period, u.t, 'UTC')) u.t
                 FROM unnest(families, times) AS u(f, t)
                 WHERE u.f = span.family
+                ORDER BY date_trunc(span.period, u.t, 'UTC')
             ) AS d;
         END IF;
     END LOOP;
