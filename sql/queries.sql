@@ -115,6 +115,19 @@ SELECT count(*) FROM api.events;
 -- name: bench_rejected_count
 SELECT count(*) FROM api.rejected_events;
 
+-- name: demo_anchor
+SELECT time FROM api.events_by_id(ARRAY[%(id)s]::text[])
+WHERE source = %(source)s AND type = %(type)s ORDER BY time LIMIT 1;
+
+-- name: demo_partitions
+-- The time partitions of `families` from `from_time` to `to_time`, created before ingest: two
+-- batches creating partitions at the same time can deadlock (each is then retried).
+SELECT count(*) FILTER (WHERE collector.ensure_partition(p.family, g.at))
+FROM collector.partition_policy p
+CROSS JOIN LATERAL generate_series(date_trunc(p.period, %(from_time)s::timestamptz, 'UTC'),
+                                   %(to_time)s::timestamptz, ('1 ' || p.period)::interval) AS g(at)
+WHERE p.family = ANY (%(families)s::text[]);
+
 -- name: bench_api_stamp
 -- What a database kept by `collector bench api --keep` holds (JSON), or NULL.
 SELECT shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE d.datname = %(name)s;

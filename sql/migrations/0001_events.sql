@@ -136,9 +136,15 @@ BEGIN
         RETURN false;
     END IF;
     BEGIN
+        -- Created apart, then attached: ATTACH PARTITION takes only a SHARE UPDATE EXCLUSIVE
+        -- lock on the family's table, so readers and writers of the other partitions go on.
+        -- (CREATE TABLE ... PARTITION OF takes an ACCESS EXCLUSIVE lock, and a reader that
+        -- already holds one family while waiting for another could deadlock with ingest.)
+        EXECUTE format('CREATE TABLE collector.%I (LIKE collector.events INCLUDING DEFAULTS)',
+                       partition_name);
         EXECUTE format(
-            'CREATE TABLE collector.%I PARTITION OF collector.%I FOR VALUES FROM (%L) TO (%L)',
-            partition_name, 'events_' || family, lower_bound,
+            'ALTER TABLE collector.%I ATTACH PARTITION collector.%I FOR VALUES FROM (%L) TO (%L)',
+            'events_' || family, partition_name, lower_bound,
             lower_bound + ('1 ' || period)::interval
         );
     EXCEPTION WHEN duplicate_table THEN

@@ -70,14 +70,14 @@ CREATE TABLE collector.subjects (
     subject_id      text NOT NULL,
     first_time      timestamptz NOT NULL,   -- earliest event of this subject
     last_time       timestamptz NOT NULL,   -- latest event of this subject
+    first_stamp     text COLLATE "C" NOT NULL,  -- event_stamp of the earliest event
+    last_stamp      text COLLATE "C" NOT NULL,  -- event_stamp of the latest event
     predicate_times jsonb NOT NULL,         -- {"started": "<time>", ...}: latest time per predicate
     status          text NOT NULL,
     status_rank     smallint NOT NULL,
     status_time     timestamptz NOT NULL,
     content         jsonb NOT NULL,         -- subject.content of all events, newest value per key
-    content_stamps  jsonb NOT NULL,         -- per key: the stamp of the event that set it
     last_payload    jsonb NOT NULL,         -- the latest event (greatest stamp)
-    last_stamp      jsonb NOT NULL,         -- its stamp: [epoch, rank, type, id, source]
     events          integer NOT NULL,
     PRIMARY KEY (subject_type, subject_source, subject_id)
 );
@@ -124,7 +124,7 @@ $$;
 -- read every reference the same way (content->'environment'->>'id'); outcomes get one
 -- vocabulary. (Views cannot call private functions: readers lack EXECUTE on them.)
 CREATE FUNCTION collector.content_value(key text, value jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN jsonb_typeof(value) = 'string'
                  AND key IN ('environment', 'service', 'pipelineRun', 'testSuiteRun', 'testCaseRun',
                              'change', 'repository')
@@ -144,75 +144,114 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
           GROUP BY key) AS y
 $$;
 
--- Newest value per key of two content objects, each with the stamps of its values.
-CREATE FUNCTION collector.merge_content(a jsonb, a_stamps jsonb, b jsonb, b_stamps jsonb)
-RETURNS TABLE (content jsonb, stamps jsonb)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(key, value), '{}'), coalesce(jsonb_object_agg(key, stamp), '{}')
-    FROM (SELECT DISTINCT ON (key) key, value, stamp
-          FROM (SELECT x.key, x.value, a_stamps->x.key AS stamp FROM jsonb_each(a) AS x
-                UNION ALL
-                SELECT y.key, y.value, b_stamps->y.key FROM jsonb_each(b) AS y) AS both_sides
-          ORDER BY key, stamp DESC) AS newest
-$$;
-
 -- Shallow merge of objects in aggregation order: the last value of each key wins.
 CREATE AGGREGATE collector.jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');
 
+-- An event's place in its subject's history, as text that sorts bytewise: by time, then
+-- lifecycle stage, then type (a later spec version after an earlier one), id and source.
+CREATE FUNCTION collector.event_stamp(t timestamptz, rank smallint, type text, id text, source text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    -- Microseconds since 1970, shifted to stay positive and fixed-width.
+    SELECT lpad(((extract(epoch FROM t) * 1000000)::bigint + 4611686018427387904)::text, 19, '0')
+           || rank::text || type || E'\x1f' || id || E'\x1f' || source
+$$;
+
+CREATE FUNCTION collector.rewritten_content(content jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT jsonb_object_agg(key, collector.content_value(key, value)) FROM jsonb_each(content)
+$$;
+
+-- The subject content one event contributes, as stored (see content_value). Checks the few keys
+-- that need rewriting before rewriting anything: most events need none. Pass `content` as a
+-- column, not an expression: it is referenced several times.
+CREATE FUNCTION collector.event_content(subject_type text, subject text, content jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE subject_type
+               -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
+               WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', subject))
+               WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', subject))
+               ELSE '{}'::jsonb END
+        || CASE WHEN jsonb_typeof(content) IS DISTINCT FROM 'object' THEN '{}'::jsonb
+                WHEN content->>'outcome' IN ('pass', 'fail')
+                  OR jsonb_typeof(content->'environment') = 'string'
+                  OR jsonb_typeof(content->'service') = 'string'
+                  OR jsonb_typeof(content->'pipelineRun') = 'string'
+                  OR jsonb_typeof(content->'testSuiteRun') = 'string'
+                  OR jsonb_typeof(content->'testCaseRun') = 'string'
+                  OR jsonb_typeof(content->'change') = 'string'
+                  OR jsonb_typeof(content->'repository') = 'string'
+                THEN collector.rewritten_content(content)
+                ELSE content END
+$$;
+
+-- The content of one subject folded again from its stored events, over `known` (what was
+-- folded before; it keeps keys whose events retention has dropped). Ingest needs it only when
+-- a batch's events interleave in time with those already folded; VOLATILE so that it sees
+-- what concurrent batches committed before this one took the subject's row lock.
+CREATE FUNCTION collector.refold_content(
+    subject_type text, subject_source text, subject_id text,
+    from_time timestamptz, to_time timestamptz, known jsonb)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT known || coalesce(collector.jsonb_merge(content ORDER BY stamp), '{}')
+    FROM (SELECT collector.event_content(n.subject_type, n.subject, c.content) AS content,
+                 collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp
+          FROM collector.events n
+          JOIN collector.lifecycle_states l
+            ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+          CROSS JOIN LATERAL (SELECT n.payload->'subject'->'content' AS content OFFSET 0) AS c
+          WHERE n.family = 'cdevents' AND n.subject = refold_content.subject_id
+            AND n.time BETWEEN from_time AND to_time
+            AND l.tracked_as = refold_content.subject_type
+            AND coalesce(nullif(n.payload->'subject'->>'source', ''), n.source)
+                = refold_content.subject_source) AS e
+$$;
+
 CREATE FUNCTION collector.track_lifecycle() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET work_mem = '64MB' AS $$
 BEGIN
     -- One pass, no joins: the transition table has no statistics (the planner guesses one
     -- row), and joins of per-subject aggregates then become nested loops, quadratic in the
     -- batch. Aggregates with ORDER BY pick the latest / highest of each subject instead.
-    WITH ev AS (
-        SELECT l.tracked_as AS subject_type,
-               coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
-               n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
-               st.stamp, c.content, c.content_stamps
-        FROM new_events n
-        JOIN collector.lifecycle_states l
-          ON l.subject_type = n.subject_type AND l.predicate = n.predicate
-        CROSS JOIN LATERAL (
-            SELECT jsonb_build_array(extract(epoch FROM n.time), l.rank, n.type, n.id, n.source) AS stamp
-        ) AS st
-        CROSS JOIN LATERAL (
-            SELECT coalesce(jsonb_object_agg(k.key, collector.content_value(k.key, k.value)), '{}')
-                       AS content,
-                   coalesce(jsonb_object_agg(k.key, st.stamp), '{}') AS content_stamps
-            FROM jsonb_each(
-                -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
-                CASE n.subject_type
-                    WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', n.subject))
-                    WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', n.subject))
-                    ELSE '{}'::jsonb END
-                || CASE WHEN jsonb_typeof(n.payload->'subject'->'content') = 'object'
-                        THEN n.payload->'subject'->'content' ELSE '{}'::jsonb END) AS k
-        ) AS c
-        WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
-    )
+    -- OFFSET 0 keeps each derived column computed once per event.
     INSERT INTO collector.subjects AS s
-        (subject_type, subject_source, subject_id, first_time, last_time, predicate_times,
-         status, status_rank, status_time, content, content_stamps, last_payload, last_stamp,
-         events)
-    SELECT subject_type, subject_source, subject_id, min(time), max(time),
+        (subject_type, subject_source, subject_id, first_time, last_time, first_stamp, last_stamp,
+         predicate_times, status, status_rank, status_time, content, last_payload, events)
+    SELECT subject_type, subject_source, subject_id, min(time), max(time), min(stamp), max(stamp),
            -- jsonb keeps the last of duplicate keys: the latest time of each predicate.
            jsonb_object_agg(predicate, time ORDER BY time),
            (array_agg(status ORDER BY rank DESC, time DESC, status DESC))[1], max(rank),
            (array_agg(time ORDER BY rank DESC, time DESC, status DESC))[1],
-           -- Merged oldest to newest: the newest value of each key wins, with its stamp.
-           collector.jsonb_merge(content ORDER BY stamp),
-           collector.jsonb_merge(content_stamps ORDER BY stamp),
-           (array_agg(payload ORDER BY stamp DESC))[1], (array_agg(stamp ORDER BY stamp DESC))[1],
+           -- Merged oldest to newest: the newest value of each key wins.
+           collector.jsonb_merge(collector.event_content(event_subject_type, subject_id, content)
+                                 ORDER BY stamp),
+           (array_agg(payload ORDER BY stamp DESC))[1],
            count(*)::integer
-    FROM ev
+    FROM (
+        SELECT l.tracked_as AS subject_type, n.subject_type AS event_subject_type,
+               coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
+               n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
+               collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp,
+               n.payload->'subject'->'content' AS content
+        FROM new_events n
+        JOIN collector.lifecycle_states l
+          ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+        WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
+        OFFSET 0
+    ) AS ev
     GROUP BY subject_type, subject_source, subject_id
     -- One lock order for every batch, so concurrent batches never deadlock on subject rows.
     ORDER BY subject_type, subject_source, subject_id
     ON CONFLICT (subject_type, subject_source, subject_id) DO UPDATE SET
         first_time = least(s.first_time, excluded.first_time),
         last_time = greatest(s.last_time, excluded.last_time),
-        predicate_times = collector.latest_times(s.predicate_times, excluded.predicate_times),
+        first_stamp = least(s.first_stamp, excluded.first_stamp),
+        last_stamp = greatest(s.last_stamp, excluded.last_stamp),
+        -- Events usually arrive in order: all of the batch's events come after the folded ones.
+        predicate_times = CASE WHEN excluded.first_stamp > s.last_stamp
+            THEN s.predicate_times || excluded.predicate_times
+            ELSE collector.latest_times(s.predicate_times, excluded.predicate_times) END,
         status = CASE WHEN (excluded.status_rank, excluded.status_time, excluded.status)
                            > (s.status_rank, s.status_time, s.status)
             THEN excluded.status ELSE s.status END,
@@ -220,13 +259,16 @@ BEGIN
                                 > (s.status_rank, s.status_time, s.status)
             THEN excluded.status_time ELSE s.status_time END,
         status_rank = greatest(s.status_rank, excluded.status_rank),
-        (content, content_stamps) = (
-            SELECT m.content, m.stamps
-            FROM collector.merge_content(s.content, s.content_stamps,
-                                         excluded.content, excluded.content_stamps) AS m),
+        -- Newest value per key: a plain merge when one side is wholly newer; when the batch
+        -- interleaves with what was folded (rare), fold the subject's stored events again.
+        content = CASE
+            WHEN excluded.first_stamp > s.last_stamp THEN s.content || excluded.content
+            WHEN excluded.last_stamp < s.first_stamp THEN excluded.content || s.content
+            ELSE collector.refold_content(s.subject_type, s.subject_source, s.subject_id,
+                                          least(s.first_time, excluded.first_time),
+                                          greatest(s.last_time, excluded.last_time), s.content) END,
         last_payload = CASE WHEN excluded.last_stamp > s.last_stamp
             THEN excluded.last_payload ELSE s.last_payload END,
-        last_stamp = greatest(s.last_stamp, excluded.last_stamp),
         events = s.events + excluded.events;
 
     WITH d AS (

@@ -44,6 +44,7 @@ class Ev:
     subject: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] | None = None
+    received_via: str = "psql"
 
 
 @dataclass
@@ -73,7 +74,7 @@ def ingest(
         ],
         "metadatas": [orjson.dumps(e.metadata).decode() if e.metadata else None for e in events],
         "received_ats": [NOW for _ in events],
-        "received_vias": ["psql" for _ in events],
+        "received_vias": [e.received_via for e in events],
         "rejected_reasons": [r.reason for r in rejected],
         "rejected_locations": [r.location for r in rejected],
         "rejected_raws": [r.raw.decode() for r in rejected],
@@ -153,6 +154,25 @@ def test_a_duplicate_inside_one_batch_is_stored_once(db: Conn) -> None:
     assert db.execute("SELECT payload FROM api.events WHERE id = 'a'").fetchall() == [
         ({"copy": 1},)  # the first one wins
     ]
+
+
+def test_replays_are_counted_per_source_in_api_duplicates(db: Conn) -> None:
+    def duplicates() -> list[tuple[Any, ...]]:
+        return db.execute(
+            "SELECT received_via, duplicates, received_at FROM api.duplicates"
+            " ORDER BY received_via, received_at"
+        ).fetchall()
+
+    first = [Ev("a"), Ev("b", received_via="hook"), Ev("m", family="ccmessage")]
+    assert ingest(db, first) == (3, [], 0)
+    assert duplicates() == []  # a batch without replays adds no row
+    again = [
+        Ev("a"), Ev("c"), Ev("b", received_via="hook"), Ev("c"), Ev("m", family="ccmessage"),
+    ]  # fmt: skip
+    assert ingest(db, again) == (1, [1, 3, 4, 5], 0)
+    assert duplicates() == [("hook", 1, NOW), ("psql", 3, NOW)]
+    assert ingest(db, [Ev("b", received_via="hook")]) == (0, [1], 0)
+    assert duplicates() == [("hook", 1, NOW), ("hook", 1, NOW), ("psql", 3, NOW)]
 
 
 def test_identity_is_source_type_and_id(db: Conn) -> None:

@@ -15,7 +15,6 @@ import pytest
 from collector import ccmessage, demo_events, demo_hpc
 from collector.bench_api import make_workload
 from collector.events import Origin
-from tests.unit.test_bench_generator import validators  # noqa: F401 - the schema fixture
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
@@ -32,7 +31,7 @@ def extra(flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_complements_validate_against_the_cdevents_schemas(
     extra: list[dict[str, Any]],
-    validators: dict[str, Any],  # noqa: F811 - the imported fixture
+    validators: dict[str, Any],
 ) -> None:
     sample = {e["context"]["type"]: e for e in extra}
     sample.update({str(i): e for i, e in enumerate(extra[::11])})
