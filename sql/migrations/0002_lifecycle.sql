@@ -717,7 +717,11 @@ COMMENT ON COLUMN api.service_state.since IS 'Time of the latest event.';
 -- DORA ---------------------------------------------------------------------------------------
 -- Private building blocks (called by the SECURITY DEFINER functions of `api`), then the
 -- functions of `api`: each takes a time range [from_time, to_time) and optional environment and
--- service arrays (NULL or empty: all), as a single value with a rating or as a series.
+-- service arrays (NULL or empty: all), as a single value with a rating or as a series. They are
+-- plpgsql with plan_cache_mode = force_custom_plan so that their query is planned, each call,
+-- for the range asked (the building blocks are inlined into it): an SQL function is planned
+-- with its arguments unknown, and a range's default estimate (a handful of rows) made the
+-- planner rerun whole subqueries once per deployment.
 
 -- Refuses a range (and bucket) that cannot give a meaningful answer, naming the argument.
 CREATE FUNCTION collector.dora_arguments(from_time timestamptz, to_time timestamptz,
@@ -795,7 +799,7 @@ LANGUAGE sql STABLE AS $$
     WITH deployed AS MATERIALIZED (
         SELECT d.time, d.artifact_id
         FROM collector.dora_deployments(from_time, to_time, environments, services) d
-    ), started AS (
+    ), started AS MATERIALIZED (
         SELECT k.artifact_id, coalesce(c.merged_at, a.published_at, a.packaged_at) AS since
         FROM (SELECT DISTINCT artifact_id FROM deployed WHERE artifact_id IS NOT NULL) AS k
         CROSS JOIN LATERAL (
@@ -866,7 +870,7 @@ LANGUAGE sql STABLE AS $$
               WHERE environment IS NOT NULL
               UNION ALL
               SELECT environment, service, time, false FROM failures) AS t
-    ), failed AS (
+    ), failed AS MATERIALIZED (
         SELECT DISTINCT environment, service, deployed_at FROM timeline
         WHERE NOT is_deployment AND deployed_at IS NOT NULL
     )
@@ -898,15 +902,20 @@ CREATE FUNCTION api.dora_deployment_frequency(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, services_deployed bigint, days double precision,
                  per_day double precision, per_service_per_day double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, k, span, n / span, n / span / greatest(k, 1),
-           CASE WHEN n / span / greatest(k, 1) >= 1 THEN 'elite'
-                WHEN n / span / greatest(k, 1) >= 1.0 / 7 THEN 'high'
-                WHEN n / span / greatest(k, 1) >= 1.0 / 30 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(DISTINCT d.service) AS k,
-                 (extract(epoch FROM to_time - from_time) / 86400)::double precision AS span
-          FROM collector.dora_deployments(from_time, to_time, environments, services) d
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, k, span, n / span, n / span / greatest(k, 1),
+               CASE WHEN n / span / greatest(k, 1) >= 1 THEN 'elite'
+                    WHEN n / span / greatest(k, 1) >= 1.0 / 7 THEN 'high'
+                    WHEN n / span / greatest(k, 1) >= 1.0 / 30 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(DISTINCT d.service) AS k,
+                     (extract(epoch FROM to_time - from_time) / 86400)::double precision AS span
+              FROM collector.dora_deployments(from_time, to_time, environments, services) d
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_deployment_frequency(timestamptz, timestamptz, text[], text[]) IS 'DORA deployment frequency over [from_time, to_time). A deployment is a CDEvents service deployed or upgraded event (rolledback and removed are not), in the given environments and services (NULL or empty array: all; filter on your production environments). Returns deployments (count), services_deployed (distinct services among them), days (length of the range), per_day = deployments / days, per_service_per_day = per_day / services_deployed, and rating, from per_service_per_day so that many services do not add up to a better rating: elite >= 1 a day, high >= 1 a week, medium >= 1 a month (30 days), low below (and when nothing was deployed).';
@@ -915,7 +924,8 @@ CREATE FUNCTION api.dora_deployment_frequency_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -937,16 +947,21 @@ CREATE FUNCTION api.dora_lead_time(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, median_s double precision, p90_s double precision,
                  mean_s double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, m, p, a,
-           CASE WHEN m IS NULL THEN NULL WHEN m < 86400 THEN 'elite' WHEN m < 7 * 86400 THEN 'high'
-                WHEN m < 30 * 86400 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n,
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY l.lead_time_s) AS m,
-                 percentile_cont(0.9) WITHIN GROUP (ORDER BY l.lead_time_s) AS p,
-                 avg(l.lead_time_s) AS a
-          FROM collector.dora_lead_times(from_time, to_time, environments, services) l
-          WHERE l.lead_time_s IS NOT NULL AND collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, m, p, a,
+               CASE WHEN m IS NULL THEN NULL WHEN m < 86400 THEN 'elite' WHEN m < 7 * 86400 THEN 'high'
+                    WHEN m < 30 * 86400 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY l.lead_time_s) AS m,
+                     percentile_cont(0.9) WITHIN GROUP (ORDER BY l.lead_time_s) AS p,
+                     avg(l.lead_time_s) AS a
+              FROM collector.dora_lead_times(from_time, to_time, environments, services) l
+              WHERE l.lead_time_s IS NOT NULL AND collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_lead_time(timestamptz, timestamptz, text[], text[]) IS 'DORA lead time for changes, for the deployments (service deployed or upgraded events) in [from_time, to_time) in the given environments and services (NULL or empty: all). The lead time of a deployment runs from the merge of the change its artifact was built from (the change referenced by the artifact''s packaged event: content.change id, and source when given) — else, without a known merge, from the artifact''s published event, else its packaged event — to the deployment, in seconds. Deployments whose artifact has no such event are left out. Returns deployments (how many have a lead time), median_s, p90_s, mean_s and rating from the median: elite < 1 day, high < 1 week, medium < 30 days, low otherwise; all null when no deployment has a lead time.';
@@ -955,7 +970,8 @@ CREATE FUNCTION api.dora_lead_time_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint, median_s double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -978,14 +994,19 @@ CREATE FUNCTION api.dora_change_failure_rate(
     from_time timestamptz, to_time timestamptz,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, failed bigint, rate double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, f, r,
-           CASE WHEN r IS NULL THEN NULL WHEN r <= 0.05 THEN 'elite' WHEN r <= 0.10 THEN 'high'
-                WHEN r <= 0.15 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(*) FILTER (WHERE f.failed) AS f,
-                 (count(*) FILTER (WHERE f.failed))::double precision / nullif(count(*), 0) AS r
-          FROM collector.dora_failures(from_time, to_time, environments, services) f
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, f, r,
+               CASE WHEN r IS NULL THEN NULL WHEN r <= 0.05 THEN 'elite' WHEN r <= 0.10 THEN 'high'
+                    WHEN r <= 0.15 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(*) FILTER (WHERE f.failed) AS f,
+                     (count(*) FILTER (WHERE f.failed))::double precision / nullif(count(*), 0) AS r
+              FROM collector.dora_failures(from_time, to_time, environments, services) f
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_change_failure_rate(timestamptz, timestamptz, text[], text[]) IS 'DORA change failure rate of the deployments (service deployed or upgraded events) in [from_time, to_time) in the given environments and services (NULL or empty: all). A deployment failed when, before the next deployment of the same service to the same environment (or at any later time if there is none yet), that service was rolled back there (a service rolledback event) or an incident was detected or reported for it there (an incident whose content.service and content.environment name them and whose first event falls after the deployment). Late events count whenever they arrive. Returns deployments, failed, rate = failed / deployments (null without deployments) and rating: elite <= 5 %, high <= 10 %, medium <= 15 %, low above.';
@@ -994,7 +1015,8 @@ CREATE FUNCTION api.dora_change_failure_rate_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint, failed bigint, rate double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -1017,15 +1039,20 @@ CREATE FUNCTION api.dora_time_to_restore(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (incidents bigint, resolved bigint, median_s double precision,
                  p90_s double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, k, m, p,
-           CASE WHEN m IS NULL THEN NULL WHEN m < 3600 THEN 'elite' WHEN m < 86400 THEN 'high'
-                WHEN m < 7 * 86400 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(r.restore_s) AS k,
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY r.restore_s) AS m,
-                 percentile_cont(0.9) WITHIN GROUP (ORDER BY r.restore_s) AS p
-          FROM collector.dora_restores(from_time, to_time, environments, services) r
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, k, m, p,
+               CASE WHEN m IS NULL THEN NULL WHEN m < 3600 THEN 'elite' WHEN m < 86400 THEN 'high'
+                    WHEN m < 7 * 86400 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(r.restore_s) AS k,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY r.restore_s) AS m,
+                     percentile_cont(0.9) WITHIN GROUP (ORDER BY r.restore_s) AS p
+              FROM collector.dora_restores(from_time, to_time, environments, services) r
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_time_to_restore(timestamptz, timestamptz, text[], text[]) IS 'DORA time to restore service, for the incidents that began in [from_time, to_time) (their first event falls in the range) in the given environments and services (NULL or empty: all; matched on the incident''s content.environment and content.service). The time to restore of an incident runs from its detected event (or its reported event, whichever came first) to its resolved event, in seconds. Returns incidents (began in the range), resolved (how many have a time to restore; open ones do not), median_s, p90_s and rating from the median: elite < 1 hour, high < 1 day, medium < 1 week, low otherwise; null when none is resolved.';
@@ -1034,7 +1061,8 @@ CREATE FUNCTION api.dora_time_to_restore_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, incidents bigint, resolved bigint, median_s double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
