@@ -1,7 +1,7 @@
 """`collector bench api`: how fast the SQL API answers over a year of data.
 
-N events — a year of a 200-service organisation's CDEvents (`collector.demo_events`) and of
-an HPC cluster's ClusterCockpit events, logs and jobs (`collector.demo_hpc`) — go through the
+N events — a year of a 200-service organisation's CDEvents and of an HPC centre's
+ClusterCockpit events, logs and jobs, all from `collector.demo_events` — go through the
 real ingest path (`collector.ingest`, called in batches by the postgres sink, so lifecycle and
 job state are kept as in production), then the maintenance `collector run` does (the default
 retention drops ClusterCockpit events older than 30 days) and VACUUM ANALYZE. Every query of
@@ -13,7 +13,9 @@ days of the data, as the `collector_reader` role: the median of --runs runs, aga
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import math
 import os
 import statistics
 import time
@@ -32,7 +34,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.string import TextLoader
 
-from collector import ccmessage, demo_events, demo_hpc, logs, maintenance
+from collector import ccmessage, demo_events, logs, maintenance
 from collector.bench import _connect, _no_gc, _positive, _print_notes, _server
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
@@ -51,6 +53,9 @@ SERVICES = 200
 CDEVENTS_SHARE = 0.75  # the rest is ClusterCockpit traffic
 COMPLEMENT_RATIO = 0.3  # demo_events.complements adds about this many events per event
 REJECT_EVERY = 5000  # one invalid input per this many events, received alongside them
+REPLAY_EVERY = 2000  # one CDEvent in this many is sent again, a minute later
+REPLAY_DELAY = timedelta(minutes=1)
+HPC_LINES_PER_NODE_DAY = 29  # about what demo_events.cluster_lines gives
 BATCH_SIZE = 2000
 WRITERS = 2  # concurrent batches, as `collector run` writes by default
 KEPT_DATA_DIR = Path(".collector-bench-api")  # the embedded server's data with --keep/--reuse
@@ -65,7 +70,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="time a 30-day query on every api view and function over a year of data",
         description="Load N events — a year (--days) of a 200-service organisation's "
-        "CDEvents and an HPC cluster's ClusterCockpit events, logs and jobs, deterministic "
+        "CDEvents and an HPC centre's ClusterCockpit events, logs and jobs, deterministic "
         "from --seed — through collector.ingest in batches (as `collector run` writes them), "
         "run maintenance with the default retention (ClusterCockpit events kept 30 days), "
         "VACUUM ANALYZE, then time every query of sql/bench_api.sql over the last 30 days of "
@@ -136,6 +141,7 @@ class Workload:
     cdevents: int = 0
     ccmessages: int = 0
     rejected: int = 0
+    replays: int = 0  # events sent again: counted as duplicates, not stored twice
 
     @property
     def events(self) -> int:
@@ -143,11 +149,13 @@ class Workload:
 
 
 def make_workload(n: int, seed: int, end: datetime, days: int = 365) -> Workload:
-    """N events over the `days` before `end`, and the invalid inputs received among them, in
-    arrival order and cut into batches."""
+    """N events over the `days` before `end`, with the invalid inputs and the replays received
+    among them, in arrival order and cut into batches."""
     origin = Origin(received_via="bench", received_at=end)
     arrivals: list[tuple[datetime, int, Event | RejectedEvent]] = []
     reject_every = max(2, min(REJECT_EVERY, n // 20))
+    replay_every = max(2, min(REPLAY_EVERY, n // 50))
+    replays = 0
     with _no_gc():  # millions of small objects: the cyclic GC would triple generation time
         docs = demo_events.generate(
             max(1, round(n * CDEVENTS_SHARE / (1 + COMPLEMENT_RATIO))),
@@ -167,21 +175,27 @@ def make_workload(n: int, seed: int, end: datetime, days: int = 365) -> Workload
             arrivals.append((event.time, len(arrivals), event))
             if index % reject_every == reject_every - 1:
                 arrivals.append((event.time, len(arrivals), _invalid_cdevent(doc, event.time)))
+            if index % replay_every == replay_every // 2:
+                # At-least-once delivery: a sender that did not see the answer sends it again.
+                again = dataclasses.replace(event, received_at=event.time + REPLAY_DELAY)
+                arrivals.append((again.received_at, len(arrivals), again))
+                replays += 1
         cdevents = len(docs)
         del docs
-        for index, (ns, line) in enumerate(demo_hpc.lines(n - cdevents, seed, end, days)):
+        for index, line in enumerate(_cluster_lines(n - cdevents, seed, end, days)):
             # As a node sends it: each line on its own, received a moment after its time.
+            ns = int(line.rsplit(" ", 1)[1])
             received = datetime.fromtimestamp(ns // 10**9 + 1, tz=UTC)
             text = line
             if index % reject_every == reject_every - 1:
-                text += f'\nnode_state,cluster={demo_hpc.CLUSTER},type=socket event="hot" {ns}'
-            decoded = ccmessage.decode(text, Origin("cc", received), cluster=demo_hpc.CLUSTER)
+                text += f'\nnode_state,cluster=fritz,type=socket event="hot" {ns}'
+            decoded = ccmessage.decode(text, Origin("cc", received))
             for event in decoded.events:
                 arrivals.append((received, len(arrivals), event))
             for rejected in decoded.rejected:
                 arrivals.append((received, len(arrivals), rejected))
         arrivals.sort(key=lambda arrival: (arrival[0], arrival[1]))
-    workload = Workload(end=end, days=days, cdevents=cdevents)
+    workload = Workload(end=end, days=days, cdevents=cdevents, replays=replays)
     batch = Batch()
     for _, _, item in arrivals:
         if isinstance(item, RejectedEvent):
@@ -199,6 +213,20 @@ def make_workload(n: int, seed: int, end: datetime, days: int = 365) -> Workload
     if workload.events != n:
         raise BenchmarkFailed(f"bench: generated {workload.events} events where {n} were asked")
     return workload
+
+
+def _cluster_lines(n: int, seed: int, end: datetime, days: int) -> list[str]:
+    """`n` lines of `demo_events.cluster_lines`: an HPC centre of as many nodes as that takes,
+    less some of its log lines, evenly spread (each stands alone), for the exact count."""
+    if n <= 0:
+        return []
+    nodes = max(2, math.ceil(n / (HPC_LINES_PER_NODE_DAY * days)))
+    while len(lines := demo_events.cluster_lines(seed, nodes, end, days)) < n:
+        nodes += 1
+    excess = len(lines) - n
+    logs = [i for i, line in enumerate(lines) if ' log="' in line]
+    dropped = {logs[k * len(logs) // excess] for k in range(excess)} if excess else set()
+    return [line for i, line in enumerate(lines) if i not in dropped]
 
 
 def _invalid_cdevent(doc: dict[str, Any], received: datetime) -> RejectedEvent:
@@ -232,6 +260,7 @@ def load(url: str, workload: Workload, timeout: float) -> Loaded:
     _create_partitions(url, workload.end - timedelta(days=workload.days), workload.end)
     partitions_seconds = time.perf_counter() - started
     total = len(workload.batches)
+    duplicates = 0
     started = time.perf_counter()
 
     async def ingest() -> None:
@@ -241,16 +270,20 @@ def load(url: str, workload: Workload, timeout: float) -> Loaded:
         done = 0
 
         async def writer(batches: Any) -> None:
-            nonlocal done
+            nonlocal done, duplicates
             async with batches:
                 async for batch in batches:
                     result = await sink.write(batch)
-                    if result.stored != len(batch.events) or result.rejected != len(batch.rejected):
+                    if (result.stored + len(result.duplicates), result.rejected) != (
+                        len(batch.events),
+                        len(batch.rejected),
+                    ):
                         raise BenchmarkFailed(
-                            f"bench: a batch of {len(batch.events)} events stored "
-                            f"{result.stored} and rejected {result.rejected} inputs of "
-                            f"{len(batch.rejected)}: the generated data overlaps"
+                            f"bench: a batch of {len(batch.events)} events and "
+                            f"{len(batch.rejected)} invalid inputs stored {result.stored}, "
+                            f"{len(result.duplicates)} duplicates and {result.rejected} rejected"
                         )
+                    duplicates += len(result.duplicates)
                     done += 1
                     if done % max(1, total // 10) == 0 and done < total:
                         seconds = time.perf_counter() - started
@@ -280,10 +313,12 @@ def load(url: str, workload: Workload, timeout: float) -> Loaded:
     with _connect(url) as conn:
         row = conn.execute(q["bench_api_counts"]).fetchone()
         assert row is not None
-        if (row[0], row[1]) != (workload.events, workload.rejected):
+        expected = (workload.events, workload.rejected, workload.replays)
+        if (row[0], row[1], row[6]) != expected or duplicates != workload.replays:
             raise BenchmarkFailed(
-                f"bench: {row[0]} events and {row[1]} rejected inputs stored where "
-                f"{workload.events} and {workload.rejected} were sent"
+                f"bench: {row[0]} events, {row[1]} rejected inputs and {row[6]} duplicates "
+                f"stored ({duplicates} reported) where {expected[0]} events, {expected[1]} "
+                f"invalid inputs and {expected[2]} replays were sent"
             )
         dropped = anyio.run(_maintain, url)
         vacuum_started = time.perf_counter()
@@ -456,8 +491,8 @@ def _load_and_report(url: str, n: int, seed: int, end: datetime, days: int) -> N
     print(
         f"bench api: {workload.events:,} events ({workload.cdevents:,} CDEvents of "
         f"{SERVICES} services, {workload.ccmessages:,} ClusterCockpit events and logs) and "
-        f"{workload.rejected} invalid inputs over {days} days to {end:%Y-%m-%d %H:%M}Z, "
-        f"seed {seed} (generated in {time.monotonic() - started:.0f} s)",
+        f"{workload.rejected} invalid inputs and {workload.replays} replays over {days} days "
+        f"to {end:%Y-%m-%d %H:%M}Z, seed {seed} (generated in {time.monotonic() - started:.0f} s)",
         flush=True,
     )
     loaded = load(url, workload, timeout=max(600.0, n / 200))
@@ -476,10 +511,11 @@ def _print_state(url: str) -> None:
     with _connect(url) as conn:
         row = conn.execute(queries()["bench_api_counts"]).fetchone()
     assert row is not None
-    events, rejected, subjects, deployments, jobs, size = row
+    events, rejected, subjects, deployments, jobs, size, duplicates = row
     print(
-        f"database: {events:,} events, {rejected} rejected, {subjects:,} lifecycle subjects, "
-        f"{deployments:,} deployments, {jobs:,} jobs; {size / 2**30:.1f} GiB"
+        f"database: {events:,} events, {rejected} rejected, {duplicates} duplicates, "
+        f"{subjects:,} lifecycle subjects, {deployments:,} deployments, {jobs:,} jobs; "
+        f"{size / 2**30:.1f} GiB"
     )
 
 

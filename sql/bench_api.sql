@@ -206,6 +206,18 @@ SELECT * FROM api.rejected_events
 WHERE received_at >= %(from_time)s AND received_at < %(to_time)s
 ORDER BY received_at DESC LIMIT 1000;
 
+-- name: duplicates_latest
+-- table panel: the latest 1,000 batches with replays received in the window
+SELECT * FROM api.duplicates
+WHERE received_at >= %(from_time)s AND received_at < %(to_time)s
+ORDER BY received_at DESC LIMIT 1000;
+
+-- name: duplicates_per_day
+-- time series: replays per day and source
+SELECT date_trunc('day', received_at) AS day, received_via, sum(duplicates) AS duplicates
+FROM api.duplicates
+WHERE received_at >= %(from_time)s AND received_at < %(to_time)s GROUP BY 1, 2 ORDER BY 1, 2;
+
 -- name: cluster_events_latest
 -- table panel: the latest 1,000 cluster events in the window
 SELECT * FROM api.cluster_events

@@ -135,7 +135,8 @@ SELECT shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE d.datnam
 -- name: bench_api_counts
 SELECT (SELECT count(*) FROM api.events), (SELECT count(*) FROM api.rejected_events),
        (SELECT count(*) FROM collector.subjects), (SELECT count(*) FROM collector.deployments),
-       (SELECT count(*) FROM collector.jobs), pg_database_size(current_database());
+       (SELECT count(*) FROM collector.jobs), pg_database_size(current_database()),
+       (SELECT coalesce(sum(duplicates), 0) FROM api.duplicates);
 
 -- name: bench_api_vacuum
 VACUUM ANALYZE;

@@ -54,12 +54,14 @@ def test_bench_api_times_every_query_with_rows(pg_admin_url: str) -> None:
     assert result.returncode == 0, out + result.stderr
     assert re.search(
         r"^bench api: 5,000 events \(\d[\d,]* CDEvents of 200 services, \d[\d,]* ClusterCockpit "
-        r"events and logs\) and [1-9]\d* invalid inputs over 31 days",
+        r"events and logs\) and [1-9]\d* invalid inputs and [1-9]\d* replays over 31 days",
         out,
         re.M,
     )
     # Fewer after the default retention dropped the oldest ClusterCockpit events.
-    assert re.search(r"^database: [1-9][\d,]* events, [1-9]\d* rejected, ", out, re.M)
+    assert re.search(
+        r"^database: [1-9][\d,]* events, [1-9]\d* rejected, [1-9]\d* duplicates, ", out, re.M
+    )
     rows = {
         m["name"]: int(m["rows"])
         for m in re.finditer(

@@ -1,6 +1,6 @@
 """The data of `collector bench api`: the CDEvents around the delivery flows are valid (checked
-against the official schemas) and linked to them; the HPC lines all become events of the
-right family; the workload is exact and in arrival order.
+against the official schemas) and linked to them; the workload is exact, in arrival order,
+with its ClusterCockpit share, invalid inputs and replays.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from collector import ccmessage, demo_events, demo_hpc
+from collector import demo_events
 from collector.bench_api import make_workload
-from collector.events import Origin
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
@@ -67,31 +66,11 @@ def test_complements_are_linked_to_their_flows(
     assert orjson.dumps(demo_events.complements(flows, seed=7)) == orjson.dumps(extra)
 
 
-def test_hpc_lines_become_cluster_events_logs_and_jobs() -> None:
-    lines = demo_hpc.lines(3000, seed=2, now=NOW, days=30)
-    assert len(lines) == 3000
-    assert [ns for ns, _ in lines] == sorted(ns for ns, _ in lines)
-    start = NOW - timedelta(days=30)
-    assert start.timestamp() * 1e9 <= lines[0][0]
-    assert lines[-1][0] < NOW.timestamp() * 1e9
-    decoded = ccmessage.decode("\n".join(line for _, line in lines), Origin("cc", NOW))
-    assert decoded.rejected == []
-    assert len(decoded.events) == 3000
-    types = Counter(e.type for e in decoded.events)
-    starts = types["org.clustercockpit.event.start_job"]
-    stops = types["org.clustercockpit.event.stop_job"]
-    assert 0 < stops <= starts
-    families = Counter(e.family for e in decoded.events)
-    assert 1200 <= families["cclog"] <= 1800
-    assert len({e.id for e in decoded.events}) == 3000
-    assert demo_hpc.lines(3000, seed=2, now=NOW, days=30) == lines
-
-
 def test_the_workload_is_exact_and_in_arrival_order() -> None:
     workload = make_workload(3000, seed=5, end=NOW, days=40)
     events = [e for batch in workload.batches for e in batch.events]
-    assert len(events) == workload.events == 3000
-    assert workload.cdevents + workload.ccmessages == 3000
+    assert len(events) == 3000 + workload.replays
+    assert workload.events == workload.cdevents + workload.ccmessages == 3000
     assert 0.6 <= workload.cdevents / 3000 <= 0.85
     assert workload.rejected == sum(len(b.rejected) for b in workload.batches) > 0
     received = [e.received_at for e in events]
@@ -99,4 +78,13 @@ def test_the_workload_is_exact_and_in_arrival_order() -> None:
     # Changes merged early in the span were opened (their branch, their ticket) a bit before.
     assert all(NOW - timedelta(days=40 + 16) <= e.time <= NOW for e in events)
     assert sum(e.time < NOW - timedelta(days=40) for e in events) < 30
-    assert len({(e.source, e.type, e.id) for e in events}) == 3000
+    # Each replay is an event sent again, later: the same identity.
+    identities = Counter((e.source, e.type, e.id) for e in events)
+    assert len(identities) == 3000
+    assert sum(n - 1 for n in identities.values()) == workload.replays > 0
+    families = Counter(e.family for e in events)
+    assert families["ccmessage"] > 0
+    assert families["cclog"] > 0
+    assert families["cdevents"] == workload.cdevents + workload.replays
+    jobs = {e.type for e in events if e.family == "ccmessage"}
+    assert "org.clustercockpit.event.start_job" in jobs
