@@ -55,9 +55,10 @@ _CHILD_ENV_KEPT = ("COLLECTOR__PIPELINE__", f"COLLECTOR__SOURCES__{SOURCE_NAME.u
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
-    from collector import bench_api, bench_nats
+    from collector import bench_api, bench_http, bench_nats
 
     bench_nats.add_parsers(commands, common)
+    bench_http.add_parsers(commands, common)
     bench_api.add_parsers(commands, common)
     ingest = commands.add_parser(
         "ingest",
@@ -76,17 +77,17 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     ingest.add_argument(
         "-n",
         "--events",
-        type=_positive,
+        type=positive,
         default=200_000,
         help="events per run (default 200000)",
     )
     ingest.add_argument(
-        "--runs", type=_positive, default=3, help="timed runs; the median is reported (default 3)"
+        "--runs", type=positive, default=3, help="timed runs; the median is reported (default 3)"
     )
     ingest.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     ingest.add_argument(
         "--files",
-        type=_positive,
+        type=positive,
         default=200,
         help="JSON-lines files the events are split into (default 200)",
     )
@@ -106,7 +107,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     ingest.set_defaults(handler=cmd_ingest)
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
@@ -145,10 +146,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     n: int = args.events
     files = min(args.files, n)
     timeout = args.timeout or max(120.0, n / 1000)
-    pipeline = _pipeline_table(config_path(args.config))
+    pipeline = pipeline_table(config_path(args.config))
     started = time.monotonic()
-    with _no_gc():  # millions of small objects: the cyclic GC would triple generation time
-        workload = _workload(demo_events.generate(n, seed=args.seed, now=datetime.now(UTC)))
+    with no_gc():  # millions of small objects: the cyclic GC would triple generation time
+        workload = make_workload(demo_events.generate(n, seed=args.seed, now=datetime.now(UTC)))
     print(
         f"bench ingest: {n} CDEvents, {workload.size / n:.0f} B average, "
         f"{workload.size / 1e6:.1f} MB, seed {args.seed}; {files} JSON-lines files; "
@@ -188,10 +189,10 @@ def _measure(
     baseline: list[Step] = []
     collector: list[Step] = []
     with (
-        _server(database_url) as (admin_url, where),
+        postgres_server(database_url) as (admin_url, where),
         tempfile.TemporaryDirectory(prefix="collector-bench-") as scratch,
     ):
-        postmaster = _print_notes(admin_url, where)
+        postmaster = print_notes(admin_url, where)
         bench = IngestBench(admin_url, Path(scratch), pipeline, timeout, postmaster)
         n = workload.n
         warm_n = min(n, max(1000, n // 10))
@@ -245,25 +246,25 @@ class IngestBench:
         self.timeout = timeout
         self.postmaster = postmaster
 
-    def _server_cpu(self, database: str) -> dict[int, float] | None:
+    def server_cpu(self, database: str) -> dict[int, float] | None:
         return _server_cpu(self.postmaster, database) if self.postmaster else None
 
     def baseline(self, workload: Workload) -> Step:
         """Raw COPY of the payloads into a bare table, one transaction."""
         q = queries()
-        with self._database() as url, _connect(url) as conn:
+        with self.database() as url, connect(url) as conn:
             database = str(conninfo_to_dict(url)["dbname"])
             conn.execute(q["bench_raw_table"])
             conn.execute(q["bench_checkpoint"])
-            cpu, server_cpu = own_cpu(), self._server_cpu(database)
+            cpu, server_cpu = own_cpu(), self.server_cpu(database)
             started = time.perf_counter()
             with conn.transaction(), conn.cursor().copy(q["bench_raw_copy"]) as copy:
                 for chunk in workload.copy_chunks:
                     copy.write(chunk)
             seconds = time.perf_counter() - started
             cpu = own_cpu() - cpu
-            server_cpu_s = _cpu_since(server_cpu, self._server_cpu(database))
-            _check_count(conn, q["bench_raw_count"], workload.n, "baseline")
+            server_cpu_s = cpu_since(server_cpu, self.server_cpu(database))
+            check_count(conn, q["bench_raw_count"], workload.n, "baseline")
         return Step(seconds, workload.n, cpu, server_cpu_s)
 
     def collector(self, workload: Workload, files: int) -> Step:
@@ -274,37 +275,41 @@ class IngestBench:
         inbox.mkdir()
         names = _write_files(inbox, workload.lines, files)
         with (
-            self._database() as url,
-            _collector_process(
-                workdir, _collector_config(url, inbox, self.pipeline), self.timeout
+            self.database() as url,
+            collector_process(
+                workdir, collector_config(url, _folder_source(inbox), self.pipeline), self.timeout
             ) as proc,
-            _connect(url) as conn,
+            connect(url) as conn,
         ):
             database = str(conninfo_to_dict(url)["dbname"])
             conn.execute(q["bench_checkpoint"])
-            cpu, server_cpu = process_cpu(proc.pid), self._server_cpu(database)
+            cpu, server_cpu = process_cpu(proc.pid), self.server_cpu(database)
             started = time.perf_counter()
             for name in names:
                 os.rename(inbox / f"{name}.tmp", inbox / name)
             _wait_for_files(proc, inbox, len(names), started + self.timeout)
             seconds = time.perf_counter() - started
             cpu = process_cpu(proc.pid) - cpu
-            server_cpu_s = _cpu_since(server_cpu, self._server_cpu(database))
+            server_cpu_s = cpu_since(server_cpu, self.server_cpu(database))
             peak = peak_rss_kb(proc.pid)
-            _check_count(conn, q["bench_events_count"], workload.n, "collector")
-            _check_count(conn, q["bench_rejected_count"], 0, "collector rejections")
+            check_count(conn, q["bench_events_count"], workload.n, "collector")
+            check_count(conn, q["bench_rejected_count"], 0, "collector rejections")
         shutil.rmtree(workdir, ignore_errors=True)
         return Step(seconds, workload.n, cpu, server_cpu_s, peak)
 
     @contextmanager
-    def _database(self) -> Iterator[str]:
+    def database(self, template: str | None = None) -> Iterator[str]:
+        """A fresh database (a copy of `template` if given), dropped on exit."""
         name = f"collector_bench_{uuid.uuid4().hex[:12]}"
-        with _connect(self.admin_url) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with connect(self.admin_url) as admin:
+            admin.execute(create)
         try:
             yield make_conninfo(self.admin_url, dbname=name)
         finally:
-            with _connect(self.admin_url) as admin:
+            with connect(self.admin_url) as admin:
                 admin.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
@@ -313,7 +318,7 @@ class IngestBench:
 # -- the workload --------------------------------------------------------------------------
 
 
-def _workload(events: list[dict[str, Any]]) -> Workload:
+def make_workload(events: list[dict[str, Any]]) -> Workload:
     lines = [orjson.dumps(event) for event in events]
     return Workload(lines, _copy_chunks(events, lines))
 
@@ -321,7 +326,7 @@ def _workload(events: list[dict[str, Any]]) -> Workload:
 def _workload_slice(workload: Workload, n: int) -> Workload:
     if n == workload.n:
         return workload
-    return _workload([orjson.loads(line) for line in workload.lines[:n]])
+    return make_workload([orjson.loads(line) for line in workload.lines[:n]])
 
 
 def _copy_chunks(events: list[dict[str, Any]], lines: list[bytes]) -> list[bytes]:
@@ -360,7 +365,7 @@ def _write_files(inbox: Path, lines: list[bytes], files: int) -> list[str]:
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def no_gc() -> Iterator[None]:
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -373,7 +378,7 @@ def _no_gc() -> Iterator[None]:
 # -- the collector under test --------------------------------------------------------------
 
 
-def _pipeline_table(config: Path | None) -> str:
+def pipeline_table(config: Path | None) -> str:
     """The [pipeline] table of --config, as TOML, for the collector under test."""
     if config is None:
         return ""
@@ -386,19 +391,23 @@ def _pipeline_table(config: Path | None) -> str:
     table = data.get("pipeline", {})
     if not isinstance(table, dict):
         raise ConfigError([f"config: {config}: pipeline: must be a table"])
-    return "[pipeline]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+    return "[pipeline]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
 
 
-def _collector_config(url: str, inbox: Path, pipeline: str) -> str:
+def collector_config(url: str, source: str, pipeline: str) -> str:
+    """The collector under test: `source` is the TOML of its source and any other tables."""
     return (
-        f'[database]\nurl = {_toml(url)}\nmigrate = "auto"\n\n'
+        f'[database]\nurl = {toml_value(url)}\nmigrate = "auto"\n\n'
         f'[log]\nlevel = "info"\nformat = "json"\n\n'
-        f'[sources.{SOURCE_NAME}]\ntype = "folder"\npath = {_toml(str(inbox))}\n\n'
-        f'[sinks.db]\ntype = "postgres"\n\n{pipeline}'
+        f'{source}\n[sinks.db]\ntype = "postgres"\n\n{pipeline}'
     )
 
 
-def _toml(value: Any) -> str:
+def _folder_source(inbox: Path) -> str:
+    return f'[sources.{SOURCE_NAME}]\ntype = "folder"\npath = {toml_value(str(inbox))}\n'
+
+
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -407,10 +416,10 @@ def _toml(value: Any) -> str:
 
 
 @contextmanager
-def _collector_process(
-    workdir: Path, config_text: str, timeout: float
+def collector_process(
+    workdir: Path, config_text: str, timeout: float, ready: bytes = b'"folder_watching"'
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `collector run` in workdir, wait until its source watches; stop it on exit."""
+    """Start `collector run` in workdir, wait for `ready` in its log; stop it on exit."""
     config = workdir / "collector.toml"
     config.write_text(config_text)
     log = workdir / "collector.log"
@@ -430,10 +439,10 @@ def _collector_process(
         )
     try:
         deadline = time.monotonic() + timeout
-        while b'"folder_watching"' not in log.read_bytes():
+        while ready not in log.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchmarkFailed(
-                    f"collector did not start (exit code {proc.poll()}); its log:\n" + _tail(log)
+                    f"collector did not start (exit code {proc.poll()}); its log:\n" + tail(log)
                 )
             time.sleep(0.05)
         yield proc
@@ -443,7 +452,7 @@ def _collector_process(
         except subprocess.TimeoutExpired:
             raise BenchmarkFailed("collector did not stop within 60 s of SIGTERM") from None
         if code != 0:
-            raise BenchmarkFailed(f"collector exited with code {code}; its log:\n" + _tail(log))
+            raise BenchmarkFailed(f"collector exited with code {code}; its log:\n" + tail(log))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -477,7 +486,7 @@ def _count_files(folder: Path) -> int:
         return 0
 
 
-def _tail(log: Path, lines: int = 20) -> str:
+def tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
@@ -531,7 +540,7 @@ def _is_backend(title: str) -> bool:
     )
 
 
-def _cpu_since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+def cpu_since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
     """CPU used between two snapshots; processes started meanwhile count from their start."""
     if before is None or after is None:
         return None
@@ -556,7 +565,7 @@ def own_cpu() -> float:
 
 
 @contextmanager
-def _server(url: str | None) -> Iterator[tuple[str, str]]:
+def postgres_server(url: str | None) -> Iterator[tuple[str, str]]:
     """(superuser URL, description) of the server to measure; embedded unless a URL is given."""
     if url:
         yield url, _describe_url(url)
@@ -581,10 +590,12 @@ def _describe_url(url: str) -> str:
     return f"TCP {host}:{params.get('port') or 5432}"
 
 
-def _print_notes(admin_url: str, where: str) -> int | None:
+def print_notes(
+    admin_url: str, where: str, sharing: str = "this client, the collector and the server"
+) -> int | None:
     """Print the server's and the client's settings; return the postmaster's pid when local."""
     q = queries()
-    with _connect(admin_url) as conn:
+    with connect(admin_url) as conn:
         row = conn.execute(q["bench_server_settings"]).fetchone()
         assert row is not None
         version, fsync, synchronous_commit, shared_buffers, max_wal_size, backend = row
@@ -597,8 +608,8 @@ def _print_notes(admin_url: str, where: str) -> int | None:
     )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"client: Python {sys.version.split()[0]}; {os.cpu_count()} cores shared by this "
-        f"client, the collector and the server; load average {load}"
+        f"client: Python {sys.version.split()[0]}; {os.cpu_count()} cores shared by "
+        f"{sharing}; load average {load}"
         + ("" if postmaster else "; server CPU not measured (not on this machine)")
     )
     return postmaster
@@ -619,7 +630,7 @@ def _local_postmaster(backend: int) -> int | None:
     return postmaster if command.startswith("postgres") else None
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -627,7 +638,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
         raise DatabaseUnavailable(f"bench: cannot connect: {first}") from None
 
 
-def _check_count(
+def check_count(
     conn: psycopg.Connection[Any], query: LiteralString, expected: int, what: str
 ) -> None:
     row = conn.execute(query).fetchone()

@@ -35,7 +35,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.string import TextLoader
 
 from collector import ccmessage, demo_events, logs, maintenance
-from collector.bench import _connect, _no_gc, _positive, _print_notes, _server
+from collector.bench import connect, no_gc, positive, postgres_server, print_notes
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import named_queries, queries
@@ -82,11 +82,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "-n",
         "--events",
-        type=_positive,
+        type=positive,
         default=1_000_000,
         help="events to load (default 1000000)",
     )
-    bench.add_argument("--runs", type=_positive, default=5, help="timed runs per query (default 5)")
+    bench.add_argument("--runs", type=positive, default=5, help="timed runs per query (default 5)")
     bench.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     bench.add_argument(
         "--days",
@@ -124,7 +124,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _days(text: str) -> int:
-    days = _positive(text)
+    days = positive(text)
     if days < WINDOW.days:
         raise argparse.ArgumentTypeError(f"{days} days: at least {WINDOW.days}, the window")
     return days
@@ -156,7 +156,7 @@ def make_workload(n: int, seed: int, end: datetime, days: int = 365) -> Workload
     reject_every = max(2, min(REJECT_EVERY, n // 20))
     replay_every = max(2, min(REPLAY_EVERY, n // 50))
     replays = 0
-    with _no_gc():  # millions of small objects: the cyclic GC would triple generation time
+    with no_gc():  # millions of small objects: the cyclic GC would triple generation time
         docs = demo_events.generate(
             max(1, round(n * CDEVENTS_SHARE / (1 + COMPLEMENT_RATIO))),
             seed=seed,
@@ -310,7 +310,7 @@ def load(url: str, workload: Workload, timeout: float) -> Loaded:
     anyio.run(ingest)
     seconds = time.perf_counter() - started
     q = queries()
-    with _connect(url) as conn:
+    with connect(url) as conn:
         row = conn.execute(q["bench_api_counts"]).fetchone()
         assert row is not None
         expected = (workload.events, workload.rejected, workload.replays)
@@ -331,7 +331,7 @@ def load(url: str, workload: Workload, timeout: float) -> Loaded:
 def _create_partitions(url: str, start: datetime, end: datetime) -> None:
     """The partitions of the span, as `collector run`'s maintenance would have created them
     ahead over the year (ingest then never waits on DDL, nor deadlocks on it)."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         at = start
         while at <= end:
             conn.execute(queries()["bench_api_partitions"], {"at": at})
@@ -392,7 +392,7 @@ def window(end: datetime) -> dict[str, Any]:
 def parameters(url: str, end: datetime) -> dict[str, Any]:
     """The window, and the values the queries filter on, picked from the window's data."""
     params = window(end)
-    with _connect(url) as conn:
+    with connect(url) as conn:
         cur = conn.execute(queries()["bench_api_parameters"], params)
         row = cur.fetchone()
         assert row is not None
@@ -448,7 +448,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     keep = args.keep or args.reuse
     data_dir = KEPT_DATA_DIR if keep and not args.database_url else None
     with _postgres(args.database_url, data_dir) as (admin_url, where):
-        _print_notes(admin_url, where)
+        print_notes(admin_url, where)
         name = f"collector_bench_api_{n}_{args.seed}" if keep else None
         with _database(admin_url, name, keep) as (url, database):
             stamp = _stamp(n, args.seed, args.days)
@@ -508,7 +508,7 @@ def _load_and_report(url: str, n: int, seed: int, end: datetime, days: int) -> N
 
 
 def _print_state(url: str) -> None:
-    with _connect(url) as conn:
+    with connect(url) as conn:
         row = conn.execute(queries()["bench_api_counts"]).fetchone()
     assert row is not None
     events, rejected, subjects, deployments, jobs, size, duplicates = row
@@ -543,7 +543,7 @@ def _print_table(timings: list[Timing]) -> None:
 def _postgres(url: str | None, data_dir: Path | None) -> Iterator[tuple[str, str]]:
     """The server to measure: the one at `url`, else an embedded one (kept in data_dir)."""
     if url or data_dir is None:
-        with _server(url) as found:
+        with postgres_server(url) as found:
             yield found
         return
     with EmbeddedPostgres(data_dir) as server:
@@ -558,7 +558,7 @@ def _database(admin_url: str, name: str | None, keep: bool) -> Iterator[tuple[st
         yield make_conninfo(admin_url, dbname=database), database
     finally:
         if not keep:
-            with _connect(admin_url) as admin:
+            with connect(admin_url) as admin:
                 admin.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                         sql.Identifier(database)
@@ -567,7 +567,7 @@ def _database(admin_url: str, name: str | None, keep: bool) -> Iterator[tuple[st
 
 
 def _create(admin_url: str, database: str) -> None:
-    with _connect(admin_url) as admin:
+    with connect(admin_url) as admin:
         name = sql.Identifier(database)
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
@@ -584,7 +584,7 @@ def _stamp(n: int, seed: int, days: int) -> dict[str, Any]:
 
 def _kept_end(admin_url: str, database: str, stamp: dict[str, Any]) -> datetime | None:
     """The end of the data of a kept database loaded as `stamp` says, else None."""
-    with _connect(admin_url) as admin:
+    with connect(admin_url) as admin:
         row = admin.execute(queries()["bench_api_stamp"], {"name": database}).fetchone()
     if row is None or not row[0]:
         return None
@@ -600,7 +600,7 @@ def _kept_end(admin_url: str, database: str, stamp: dict[str, Any]) -> datetime 
 
 
 def _set_stamp(admin_url: str, database: str, stamp: dict[str, Any]) -> None:
-    with _connect(admin_url) as admin:
+    with connect(admin_url) as admin:
         admin.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                 sql.Identifier(database), sql.Literal(orjson.dumps(stamp).decode())

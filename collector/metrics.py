@@ -153,13 +153,18 @@ class SourceMetrics:
         self._metrics = metrics
         self.source = source
         self._received = metrics.events_received.labels(source=source)
+        self._answered: dict[int, Counter] = {}  # labels() costs as much as a small request
 
     def received(self, count: int) -> None:
         """Decoded input handed to the pipeline: valid events and rejections alike."""
         self._received.inc(count)
 
     def answered(self, status: int) -> None:
-        self._metrics.http_requests.labels(source=self.source, code=str(status)).inc()
+        counter = self._answered.get(status)
+        if counter is None:
+            counter = self._metrics.http_requests.labels(source=self.source, code=str(status))
+            self._answered[status] = counter
+        counter.inc()
 
 
 class _ReadCounter:

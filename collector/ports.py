@@ -74,6 +74,10 @@ class Intake(Protocol):
         """Queue a delivery, waiting for room; cancelling the wait queues nothing."""
         ...
 
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue a delivery if there is room now; False (nothing queued) if it would wait."""
+        ...
+
 
 class Source(Protocol):
     name: str

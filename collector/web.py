@@ -27,6 +27,7 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ClientDisconnected(Exception):
@@ -65,7 +66,8 @@ class WebApp:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        raw_query: bytes = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
 
         async def read_body(limit: int) -> bytes:
             chunks: list[bytes] = []
@@ -120,13 +122,17 @@ class _Server(uvicorn.Server):
 
 
 async def serve(
-    app: WebApp,
+    app: ASGIApp,
     settings: HttpSettings,
     stop: anyio.Event,
     *,
     task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `stop`, then finish requests in flight; reports (host, port) when listening."""
+    """Serve until `stop`, then finish requests in flight; reports (host, port) when listening.
+
+    `app` is the collector's WebApp; `collector bench http` serves an empty app here too, so
+    that its baseline runs on exactly this server stack.
+    """
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -181,3 +181,6 @@ SELECT
 -- The time partitions holding `at` of every family, as maintenance creates them ahead.
 SELECT count(*) FILTER (WHERE collector.ensure_partition(p.family, %(at)s))
 FROM collector.partition_policy p;
+
+-- name: bench_event_ids
+SELECT id FROM api.events;

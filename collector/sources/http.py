@@ -227,19 +227,20 @@ class HttpSource:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
         timeout = self.http.request_timeout_s
+        body = b""
         try:
             # A sender that never finishes its body must not hold the request forever.
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout) as timed:
                 body = await request.read_body(limit)
         except BodyTooLarge:
             raise _too_large(limit) from None
-        except TimeoutError:
+        if timed.cancelled_caught:
             raise Problem(
                 408,
                 "Request timeout",
                 f"the body did not arrive within {timeout:g}s (http.request_timeout_s)",
                 headers=[("connection", "close")],
-            ) from None
+            )
         return body
 
     def _decompressed(self, request: HttpRequest, body: bytes) -> bytes:
@@ -345,13 +346,15 @@ class HttpSource:
         return decoded.events, decoded.rejected, {"metrics_skipped": decoded.metrics_skipped}
 
     async def _deliver(self, intake: Intake, delivery: Delivery) -> None:
-        with anyio.move_on_after(self.settings.queue_wait_s) as waited:
-            try:
-                await intake.enqueue(delivery)
-            except PipelineClosed:
-                raise _unavailable("collector is shutting down") from None
-        if waited.cancelled_caught:
-            raise _unavailable("the queue is full")
+        try:
+            # Room in the queue: no wait, so no timeout to arm (a cancel scope costs ~10 µs).
+            if not intake.offer(delivery):
+                with anyio.move_on_after(self.settings.queue_wait_s) as waited:
+                    await intake.enqueue(delivery)
+                if waited.cancelled_caught:
+                    raise _unavailable("the queue is full")
+        except PipelineClosed:
+            raise _unavailable("collector is shutting down") from None
         if self.settings.ack == "enqueue":
             return
         with anyio.move_on_after(self.http.request_timeout_s) as timed:

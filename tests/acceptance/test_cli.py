@@ -47,6 +47,7 @@ def test_version(tmp_path: Path) -> None:
         ["demo"],
         ["bench", "ingest"],
         ["bench", "nats"],
+        ["bench", "http"],
     ],
 )
 def test_every_command_has_help_naming_its_environment_variable(

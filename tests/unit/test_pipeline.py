@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 
 from collector.errors import DeliveryFailed, PipelineClosed
 from collector.events import Event, RejectedEvent
-from collector.pipeline import Pipeline, PipelineLimits
+from collector.pipeline import Pipeline, PipelineLimits, wait_committed
 from collector.ports import Batch, BatchResult, Delivery
 from collector.sinks.memory import MemorySink
 
@@ -325,6 +325,49 @@ async def test_a_full_queue_makes_deliver_wait_until_the_sink_catches_up() -> No
 
     assert sorted(key[2] for key in sink.events) == ["a", "b", "c", "d"]
     assert pipeline.depth == 0
+
+
+async def test_offer_queues_only_when_there_is_room_now() -> None:
+    sink = BlockingSink()
+    pipeline = Pipeline([sink], [], limits(queue_size=2, batch_size=1))
+    async with pipeline_tasks(pipeline) as running:
+        writing = running.deliver(delivery("a"))
+        await sink.entered.wait()
+        first, second, third = delivery("b"), delivery("c"), delivery("d")
+        assert pipeline.offer(first)
+        assert pipeline.offer(second)
+        assert not pipeline.offer(third)  # the queue is full: nothing queued, nothing waits
+        assert pipeline.depth == 2
+
+        sink.release.set()
+        assert (await writing.wait()).stored == 1
+        for offered in (first, second):
+            assert (await wait_committed(offered)).stored == 1
+        await pipeline.close()
+        with pytest.raises(PipelineClosed, match="shutting down"):
+            pipeline.offer(third)
+
+    assert sorted(key[2] for key in sink.events) == ["a", "b", "c"]
+
+
+async def test_both_writers_keep_writing_after_lingering_on_the_same_queue() -> None:
+    linger = 0.25
+    sink = BlockingSink()
+    two_writers = PipelineLimits(queue_size=100, batch_size=2, linger_s=linger, writers=2)
+    pipeline = Pipeline([sink], [], two_writers)
+    async with pipeline_tasks(pipeline) as running:
+        running.deliver(delivery("a"))
+        await wait_all_tasks_blocked()  # both writers linger on the one queued delivery
+        running.deliver(delivery("b"))  # the batch is full: one writer takes both
+        await sink.entered.wait()
+        await anyio.sleep(2 * linger)  # past the other writer's linger, on an empty queue
+        sink.entered = anyio.Event()
+        running.deliver(delivery("c", "d"))
+        with anyio.move_on_after(5):
+            await sink.entered.wait()  # the other writer is still there and writes meanwhile
+
+        assert sink.batches == [["a", "b"], ["c", "d"]]
+        sink.release.set()
 
 
 async def test_a_delivery_larger_than_the_queue_is_let_in_alone() -> None:
