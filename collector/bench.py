@@ -55,10 +55,11 @@ _CHILD_ENV_KEPT = ("COLLECTOR__PIPELINE__", f"COLLECTOR__SOURCES__{SOURCE_NAME.u
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
-    from collector import bench_http, bench_nats
+    from collector import bench_api, bench_http, bench_nats
 
     bench_nats.add_parsers(commands, common)
     bench_http.add_parsers(commands, common)
+    bench_api.add_parsers(commands, common)
     ingest = commands.add_parser(
         "ingest",
         parents=[common],

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import orjson
 
-from collector import __version__, app, docs, logs, maintenance
+from collector import __version__, app, demo_events, docs, logs, maintenance
 from collector import send as sending
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
@@ -25,6 +25,7 @@ from collector.errors import CollectorError, ConfigError, MigrationError
 from collector.settings import ENV_PREFIX, Settings, config_path, load_settings, masked
 
 CONFIG_ENV = "COLLECTOR_CONFIG"
+MAX_SERVICES = len(demo_events.services(0, 10_000))
 GC_THRESHOLD = 10_000  # young objects allocated between two collections (CPython default 700)
 
 
@@ -148,6 +149,44 @@ def build_parser() -> argparse.ArgumentParser:
         "([retention]), and print what was created and dropped per family.",
     )
     maintain.set_defaults(handler=cmd_maintenance)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="store realistic demo data: CI/CD deliveries and an HPC cluster",
+        description="Store realistic demo data through the ingest path `collector run` uses "
+        "(normalised and decoded as the sources do, then the pipeline and the postgres sink): "
+        "a fleet of services delivering changes — pipeline runs, tests (some flaky), builds, "
+        "artifacts, deployments, rollbacks and incidents — over --days, in groups of elite, "
+        "high and medium DORA performers; and two ClusterCockpit clusters' jobs, node events "
+        "and logs over the last 14 days (less when --days or the retention is shorter). Ids "
+        "come from --seed and times are relative to the first run with that seed, so running "
+        "it again stores nothing new. Applies migrations as `collector run` does "
+        "(database.migrate).",
+    )
+    demo.add_argument(
+        "--database-url",
+        default=None,
+        help="database to fill (default: the configured one, env "
+        f"{ENV_PREFIX}DATABASE__URL; empty: the embedded server)",
+    )
+    demo.add_argument(
+        "--days", type=_positive, default=90, help="history of the CI/CD data (default 90)"
+    )
+    demo.add_argument(
+        "--services",
+        type=_positive,
+        default=200,
+        help=f"services in the fleet, at most {MAX_SERVICES} (default 200)",
+    )
+    demo.add_argument(
+        "--nodes",
+        type=_positive,
+        default=64,
+        help="compute nodes of the HPC clusters (default 64; a quarter with GPUs)",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="what the data is made of (default 1)")
+    demo.set_defaults(handler=cmd_demo)
 
     db = commands.add_parser("db", help="the database collector uses")
     db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
@@ -285,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -364,6 +410,28 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     created = sum(len(f.created) for f in done)
     dropped = sum(len(f.dropped) for f in done)
     print(f"maintenance done: {created} partition(s) created, {dropped} dropped")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.services > MAX_SERVICES:
+        raise CollectorError(f"demo: --services {args.services}: at most {MAX_SERVICES}")
+    # Progress goes to stderr; the pipeline's per-batch log lines would drown it.
+    if settings.log.level in ("debug", "info"):
+        logs.configure("warning", settings.log.format)
+    from collector import demo
+
+    options = demo.DemoOptions(
+        seed=args.seed, services=args.services, days=args.days, nodes=args.nodes
+    )
+    if args.database_url:
+        summary = demo.run(args.database_url, settings, options)
+    else:
+        with app.database_url(settings) as url:
+            summary = demo.run(url, settings, options)
+    for line in summary.lines():
+        print(line)
     return 0
 
 

@@ -27,6 +27,11 @@ group by type order by count(*) desc;""",
 -- why was something rejected?
 select received_at, received_via, location, reason
 from api.rejected_events order by seq desc limit 20;""",
+    "duplicates": """\
+-- replays per source and hour over the last day
+select date_trunc('hour', received_at) as hour, received_via, sum(duplicates)
+from api.duplicates where received_at > now() - interval '1 day'
+group by 1, 2 order by 1, 2;""",
     "event": """\
 select time, source, type, payload from api.event('271069a8-fc18-44f1-b38f-9d70a1695819');""",
     "events_by_id": """\

@@ -115,5 +115,72 @@ SELECT count(*) FROM api.events;
 -- name: bench_rejected_count
 SELECT count(*) FROM api.rejected_events;
 
+-- name: demo_anchor
+SELECT time FROM api.events_by_id(ARRAY[%(id)s]::text[])
+WHERE source = %(source)s AND type = %(type)s ORDER BY time LIMIT 1;
+
+-- name: demo_partitions
+-- The time partitions of `families` from `from_time` to `to_time`, created before ingest: two
+-- batches creating partitions at the same time can deadlock (each is then retried).
+SELECT count(*) FILTER (WHERE collector.ensure_partition(p.family, g.at))
+FROM collector.partition_policy p
+CROSS JOIN LATERAL generate_series(date_trunc(p.period, %(from_time)s::timestamptz, 'UTC'),
+                                   %(to_time)s::timestamptz, ('1 ' || p.period)::interval) AS g(at)
+WHERE p.family = ANY (%(families)s::text[]);
+
+-- name: bench_api_stamp
+-- What a database kept by `collector bench api --keep` holds (JSON), or NULL.
+SELECT shobj_description(d.oid, 'pg_database') FROM pg_database d WHERE d.datname = %(name)s;
+
+-- name: bench_api_counts
+SELECT (SELECT count(*) FROM api.events), (SELECT count(*) FROM api.rejected_events),
+       (SELECT count(*) FROM collector.subjects), (SELECT count(*) FROM collector.deployments),
+       (SELECT count(*) FROM collector.jobs), pg_database_size(current_database()),
+       (SELECT coalesce(sum(duplicates), 0) FROM api.duplicates);
+
+-- name: bench_api_vacuum
+VACUUM ANALYZE;
+
+-- name: bench_api_reader
+SET ROLE collector_reader;
+
+-- name: bench_api_parameters
+-- Values for the timed queries, picked from the window's data.
+SELECT
+    (SELECT d.event_type FROM api.deployments d
+     WHERE d.time >= %(from_time)s AND d.time < %(to_time)s
+     GROUP BY d.event_type ORDER BY count(*) DESC, d.event_type LIMIT 1) AS event_type,
+    (SELECT e.source FROM api.events e
+     WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+     GROUP BY e.source ORDER BY count(*) DESC, e.source LIMIT 1) AS source,
+    (SELECT d.service FROM api.deployments d
+     WHERE d.time >= %(from_time)s AND d.time < %(to_time)s
+     GROUP BY d.service ORDER BY count(*) DESC, d.service LIMIT 1) AS subject,
+    (SELECT e.id FROM api.events e
+     WHERE e.time >= %(from_time)s + (%(to_time)s - %(from_time)s) / 2 AND e.time < %(to_time)s
+       AND e.family = 'cdevents'
+     ORDER BY e.time LIMIT 1) AS event_id,
+    ARRAY(SELECT e.id FROM api.events e
+          WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+          ORDER BY md5(e.id) LIMIT 100) AS ids,
+    ARRAY(SELECT x.id FROM (
+              (SELECT e.id FROM api.events e
+               WHERE e.time >= %(from_time)s AND e.time < %(to_time)s AND e.family = 'cdevents'
+               ORDER BY md5(e.id) DESC LIMIT 75)
+              UNION ALL
+              (SELECT e.id FROM api.events e
+               WHERE e.time >= %(from_time)s AND e.time < %(to_time)s
+                 AND e.family IN ('ccmessage', 'cclog')
+               ORDER BY md5(e.id) LIMIT 25)) AS x) AS mixed_ids,
+    ARRAY(SELECT s.service FROM (
+              SELECT DISTINCT d.service FROM api.deployments d
+              WHERE d.time >= %(from_time)s AND d.time < %(to_time)s) AS s
+          ORDER BY md5(s.service) LIMIT 3) AS services;
+
+-- name: bench_api_partitions
+-- The time partitions holding `at` of every family, as maintenance creates them ahead.
+SELECT count(*) FILTER (WHERE collector.ensure_partition(p.family, %(at)s))
+FROM collector.partition_policy p;
+
 -- name: bench_event_ids
 SELECT id FROM api.events;

@@ -1,4 +1,5 @@
-"""Finds the shipped `sql/` folder and loads the named runtime queries of `sql/queries.sql`."""
+"""Finds the shipped `sql/` folder and loads named queries: the runtime ones of
+`sql/queries.sql`, and those of other files such as `sql/bench_api.sql`."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ def sql_dir() -> Path:
     raise FileNotFoundError(f"collector's sql/ folder is missing next to {_PACKAGE}")
 
 
-@cache
 def queries() -> dict[str, LiteralString]:
-    text = (sql_dir() / "queries.sql").read_text()
+    return named_queries("queries.sql")
+
+
+@cache
+def named_queries(file_name: str) -> dict[str, LiteralString]:
+    """The `-- name: <name>` blocks of a file of `sql/`, by name, in the file's order."""
+    text = (sql_dir() / file_name).read_text()
     blocks = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     # Our own shipped file, never user input: safe to treat as literal SQL.
     return {

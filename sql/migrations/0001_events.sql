@@ -80,8 +80,11 @@ CREATE TABLE collector.events_ccmessage PARTITION OF collector.events
 CREATE TABLE collector.events_raw PARTITION OF collector.events
     FOR VALUES IN ('raw') PARTITION BY RANGE (time);
 
--- Events arrive mostly in time order: a BRIN index serves time ranges at almost no ingest cost.
-CREATE INDEX events_time_brin ON collector.events USING brin (time);
+-- Time ranges, and "the latest N events" (ORDER BY time DESC LIMIT N: a merge of each
+-- partition's index read backwards, where a BRIN index would sort every row of the range).
+-- Events arrive mostly in time order, so inserts append to the index's right edge: its ingest
+-- cost was not measurable against a BRIN index (docs/benchmarks.md, `collector bench api`).
+CREATE INDEX events_time ON collector.events (time);
 
 -- Identity (source, type, id) must be unique across all time partitions, and a replay must be
 -- recognised whenever it arrives: an unpartitioned table holds each identity and where
@@ -133,9 +136,15 @@ BEGIN
         RETURN false;
     END IF;
     BEGIN
+        -- Created apart, then attached: ATTACH PARTITION takes only a SHARE UPDATE EXCLUSIVE
+        -- lock on the family's table, so readers and writers of the other partitions go on.
+        -- (CREATE TABLE ... PARTITION OF takes an ACCESS EXCLUSIVE lock, and a reader that
+        -- already holds one family while waiting for another could deadlock with ingest.)
+        EXECUTE format('CREATE TABLE collector.%I (LIKE collector.events INCLUDING DEFAULTS)',
+                       partition_name);
         EXECUTE format(
-            'CREATE TABLE collector.%I PARTITION OF collector.%I FOR VALUES FROM (%L) TO (%L)',
-            partition_name, 'events_' || family, lower_bound,
+            'ALTER TABLE collector.%I ATTACH PARTITION collector.%I FOR VALUES FROM (%L) TO (%L)',
+            'events_' || family, partition_name, lower_bound,
             lower_bound + ('1 ' || period)::interval
         );
     EXCEPTION WHEN duplicate_table THEN

@@ -13,7 +13,7 @@
 -- its `started`, replays and any split of the events into batches give the same rows.
 
 -- Filters of api.events on type, source or subject, with or without a time range, use these
--- btree indexes (time ranges alone use the BRIN index of 0001). Each one costs ingest work, so
+-- btree indexes (time ranges alone use the time index of 0001). Each one costs ingest work, so
 -- there are three, one per filter users type; each includes time so that a filter plus a time
 -- range or `ORDER BY time` is one index range scan. Events of most families have no subject:
 -- that index is partial. The (type, time) index also serves the lookups of api.events_by_id.
@@ -70,14 +70,14 @@ CREATE TABLE collector.subjects (
     subject_id      text NOT NULL,
     first_time      timestamptz NOT NULL,   -- earliest event of this subject
     last_time       timestamptz NOT NULL,   -- latest event of this subject
+    first_stamp     text COLLATE "C" NOT NULL,  -- event_stamp of the earliest event
+    last_stamp      text COLLATE "C" NOT NULL,  -- event_stamp of the latest event
     predicate_times jsonb NOT NULL,         -- {"started": "<time>", ...}: latest time per predicate
     status          text NOT NULL,
     status_rank     smallint NOT NULL,
     status_time     timestamptz NOT NULL,
     content         jsonb NOT NULL,         -- subject.content of all events, newest value per key
-    content_stamps  jsonb NOT NULL,         -- per key: the stamp of the event that set it
     last_payload    jsonb NOT NULL,         -- the latest event (greatest stamp)
-    last_stamp      jsonb NOT NULL,         -- its stamp: [epoch, rank, type, id, source]
     events          integer NOT NULL,
     PRIMARY KEY (subject_type, subject_source, subject_id)
 );
@@ -124,7 +124,7 @@ $$;
 -- read every reference the same way (content->'environment'->>'id'); outcomes get one
 -- vocabulary. (Views cannot call private functions: readers lack EXECUTE on them.)
 CREATE FUNCTION collector.content_value(key text, value jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN jsonb_typeof(value) = 'string'
                  AND key IN ('environment', 'service', 'pipelineRun', 'testSuiteRun', 'testCaseRun',
                              'change', 'repository')
@@ -144,75 +144,114 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
           GROUP BY key) AS y
 $$;
 
--- Newest value per key of two content objects, each with the stamps of its values.
-CREATE FUNCTION collector.merge_content(a jsonb, a_stamps jsonb, b jsonb, b_stamps jsonb)
-RETURNS TABLE (content jsonb, stamps jsonb)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(key, value), '{}'), coalesce(jsonb_object_agg(key, stamp), '{}')
-    FROM (SELECT DISTINCT ON (key) key, value, stamp
-          FROM (SELECT x.key, x.value, a_stamps->x.key AS stamp FROM jsonb_each(a) AS x
-                UNION ALL
-                SELECT y.key, y.value, b_stamps->y.key FROM jsonb_each(b) AS y) AS both_sides
-          ORDER BY key, stamp DESC) AS newest
-$$;
-
 -- Shallow merge of objects in aggregation order: the last value of each key wins.
 CREATE AGGREGATE collector.jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');
 
+-- An event's place in its subject's history, as text that sorts bytewise: by time, then
+-- lifecycle stage, then type (a later spec version after an earlier one), id and source.
+CREATE FUNCTION collector.event_stamp(t timestamptz, rank smallint, type text, id text, source text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    -- Microseconds since 1970, shifted to stay positive and fixed-width.
+    SELECT lpad(((extract(epoch FROM t) * 1000000)::bigint + 4611686018427387904)::text, 19, '0')
+           || rank::text || type || E'\x1f' || id || E'\x1f' || source
+$$;
+
+CREATE FUNCTION collector.rewritten_content(content jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT jsonb_object_agg(key, collector.content_value(key, value)) FROM jsonb_each(content)
+$$;
+
+-- The subject content one event contributes, as stored (see content_value). Checks the few keys
+-- that need rewriting before rewriting anything: most events need none. Pass `content` as a
+-- column, not an expression: it is referenced several times.
+CREATE FUNCTION collector.event_content(subject_type text, subject text, content jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE subject_type
+               -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
+               WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', subject))
+               WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', subject))
+               ELSE '{}'::jsonb END
+        || CASE WHEN jsonb_typeof(content) IS DISTINCT FROM 'object' THEN '{}'::jsonb
+                WHEN content->>'outcome' IN ('pass', 'fail')
+                  OR jsonb_typeof(content->'environment') = 'string'
+                  OR jsonb_typeof(content->'service') = 'string'
+                  OR jsonb_typeof(content->'pipelineRun') = 'string'
+                  OR jsonb_typeof(content->'testSuiteRun') = 'string'
+                  OR jsonb_typeof(content->'testCaseRun') = 'string'
+                  OR jsonb_typeof(content->'change') = 'string'
+                  OR jsonb_typeof(content->'repository') = 'string'
+                THEN collector.rewritten_content(content)
+                ELSE content END
+$$;
+
+-- The content of one subject folded again from its stored events, over `known` (what was
+-- folded before; it keeps keys whose events retention has dropped). Ingest needs it only when
+-- a batch's events interleave in time with those already folded; VOLATILE so that it sees
+-- what concurrent batches committed before this one took the subject's row lock.
+CREATE FUNCTION collector.refold_content(
+    subject_type text, subject_source text, subject_id text,
+    from_time timestamptz, to_time timestamptz, known jsonb)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT known || coalesce(collector.jsonb_merge(content ORDER BY stamp), '{}')
+    FROM (SELECT collector.event_content(n.subject_type, n.subject, c.content) AS content,
+                 collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp
+          FROM collector.events n
+          JOIN collector.lifecycle_states l
+            ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+          CROSS JOIN LATERAL (SELECT n.payload->'subject'->'content' AS content OFFSET 0) AS c
+          WHERE n.family = 'cdevents' AND n.subject = refold_content.subject_id
+            AND n.time BETWEEN from_time AND to_time
+            AND l.tracked_as = refold_content.subject_type
+            AND coalesce(nullif(n.payload->'subject'->>'source', ''), n.source)
+                = refold_content.subject_source) AS e
+$$;
+
 CREATE FUNCTION collector.track_lifecycle() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET work_mem = '64MB' AS $$
 BEGIN
     -- One pass, no joins: the transition table has no statistics (the planner guesses one
     -- row), and joins of per-subject aggregates then become nested loops, quadratic in the
     -- batch. Aggregates with ORDER BY pick the latest / highest of each subject instead.
-    WITH ev AS (
-        SELECT l.tracked_as AS subject_type,
-               coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
-               n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
-               st.stamp, c.content, c.content_stamps
-        FROM new_events n
-        JOIN collector.lifecycle_states l
-          ON l.subject_type = n.subject_type AND l.predicate = n.predicate
-        CROSS JOIN LATERAL (
-            SELECT jsonb_build_array(extract(epoch FROM n.time), l.rank, n.type, n.id, n.source) AS stamp
-        ) AS st
-        CROSS JOIN LATERAL (
-            SELECT coalesce(jsonb_object_agg(k.key, collector.content_value(k.key, k.value)), '{}')
-                       AS content,
-                   coalesce(jsonb_object_agg(k.key, st.stamp), '{}') AS content_stamps
-            FROM jsonb_each(
-                -- CDEvents 0.3's testcase / testsuite subject is the test case / suite itself.
-                CASE n.subject_type
-                    WHEN 'testcase' THEN jsonb_build_object('testCase', jsonb_build_object('id', n.subject))
-                    WHEN 'testsuite' THEN jsonb_build_object('testSuite', jsonb_build_object('id', n.subject))
-                    ELSE '{}'::jsonb END
-                || CASE WHEN jsonb_typeof(n.payload->'subject'->'content') = 'object'
-                        THEN n.payload->'subject'->'content' ELSE '{}'::jsonb END) AS k
-        ) AS c
-        WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
-    )
+    -- OFFSET 0 keeps each derived column computed once per event.
     INSERT INTO collector.subjects AS s
-        (subject_type, subject_source, subject_id, first_time, last_time, predicate_times,
-         status, status_rank, status_time, content, content_stamps, last_payload, last_stamp,
-         events)
-    SELECT subject_type, subject_source, subject_id, min(time), max(time),
+        (subject_type, subject_source, subject_id, first_time, last_time, first_stamp, last_stamp,
+         predicate_times, status, status_rank, status_time, content, last_payload, events)
+    SELECT subject_type, subject_source, subject_id, min(time), max(time), min(stamp), max(stamp),
            -- jsonb keeps the last of duplicate keys: the latest time of each predicate.
            jsonb_object_agg(predicate, time ORDER BY time),
            (array_agg(status ORDER BY rank DESC, time DESC, status DESC))[1], max(rank),
            (array_agg(time ORDER BY rank DESC, time DESC, status DESC))[1],
-           -- Merged oldest to newest: the newest value of each key wins, with its stamp.
-           collector.jsonb_merge(content ORDER BY stamp),
-           collector.jsonb_merge(content_stamps ORDER BY stamp),
-           (array_agg(payload ORDER BY stamp DESC))[1], (array_agg(stamp ORDER BY stamp DESC))[1],
+           -- Merged oldest to newest: the newest value of each key wins.
+           collector.jsonb_merge(collector.event_content(event_subject_type, subject_id, content)
+                                 ORDER BY stamp),
+           (array_agg(payload ORDER BY stamp DESC))[1],
            count(*)::integer
-    FROM ev
+    FROM (
+        SELECT l.tracked_as AS subject_type, n.subject_type AS event_subject_type,
+               coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
+               n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
+               collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp,
+               n.payload->'subject'->'content' AS content
+        FROM new_events n
+        JOIN collector.lifecycle_states l
+          ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+        WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
+        OFFSET 0
+    ) AS ev
     GROUP BY subject_type, subject_source, subject_id
     -- One lock order for every batch, so concurrent batches never deadlock on subject rows.
     ORDER BY subject_type, subject_source, subject_id
     ON CONFLICT (subject_type, subject_source, subject_id) DO UPDATE SET
         first_time = least(s.first_time, excluded.first_time),
         last_time = greatest(s.last_time, excluded.last_time),
-        predicate_times = collector.latest_times(s.predicate_times, excluded.predicate_times),
+        first_stamp = least(s.first_stamp, excluded.first_stamp),
+        last_stamp = greatest(s.last_stamp, excluded.last_stamp),
+        -- Events usually arrive in order: all of the batch's events come after the folded ones.
+        predicate_times = CASE WHEN excluded.first_stamp > s.last_stamp
+            THEN s.predicate_times || excluded.predicate_times
+            ELSE collector.latest_times(s.predicate_times, excluded.predicate_times) END,
         status = CASE WHEN (excluded.status_rank, excluded.status_time, excluded.status)
                            > (s.status_rank, s.status_time, s.status)
             THEN excluded.status ELSE s.status END,
@@ -220,13 +259,16 @@ BEGIN
                                 > (s.status_rank, s.status_time, s.status)
             THEN excluded.status_time ELSE s.status_time END,
         status_rank = greatest(s.status_rank, excluded.status_rank),
-        (content, content_stamps) = (
-            SELECT m.content, m.stamps
-            FROM collector.merge_content(s.content, s.content_stamps,
-                                         excluded.content, excluded.content_stamps) AS m),
+        -- Newest value per key: a plain merge when one side is wholly newer; when the batch
+        -- interleaves with what was folded (rare), fold the subject's stored events again.
+        content = CASE
+            WHEN excluded.first_stamp > s.last_stamp THEN s.content || excluded.content
+            WHEN excluded.last_stamp < s.first_stamp THEN excluded.content || s.content
+            ELSE collector.refold_content(s.subject_type, s.subject_source, s.subject_id,
+                                          least(s.first_time, excluded.first_time),
+                                          greatest(s.last_time, excluded.last_time), s.content) END,
         last_payload = CASE WHEN excluded.last_stamp > s.last_stamp
             THEN excluded.last_payload ELSE s.last_payload END,
-        last_stamp = greatest(s.last_stamp, excluded.last_stamp),
         events = s.events + excluded.events;
 
     WITH d AS (
@@ -675,7 +717,11 @@ COMMENT ON COLUMN api.service_state.since IS 'Time of the latest event.';
 -- DORA ---------------------------------------------------------------------------------------
 -- Private building blocks (called by the SECURITY DEFINER functions of `api`), then the
 -- functions of `api`: each takes a time range [from_time, to_time) and optional environment and
--- service arrays (NULL or empty: all), as a single value with a rating or as a series.
+-- service arrays (NULL or empty: all), as a single value with a rating or as a series. They are
+-- plpgsql with plan_cache_mode = force_custom_plan so that their query is planned, each call,
+-- for the range asked (the building blocks are inlined into it): an SQL function is planned
+-- with its arguments unknown, and a range's default estimate (a handful of rows) made the
+-- planner rerun whole subqueries once per deployment.
 
 -- Refuses a range (and bucket) that cannot give a meaningful answer, naming the argument.
 CREATE FUNCTION collector.dora_arguments(from_time timestamptz, to_time timestamptz,
@@ -745,54 +791,93 @@ $$;
 -- Lead time of each deployment: from the merge of the change its artifact was packaged from
 -- (the artifact's `change` reference: id, and source when given), else from the artifact's
 -- publication, else from its packaging, to the deployment. Null when the artifact is unknown.
+-- Each artifact is looked up once, however often it was deployed (dev, staging, production).
 CREATE FUNCTION collector.dora_lead_times(
     from_time timestamptz, to_time timestamptz, environments text[], services text[]
 ) RETURNS TABLE ("time" timestamptz, lead_time_s double precision)
 LANGUAGE sql STABLE AS $$
-    SELECT d.time,
-           extract(epoch FROM d.time - coalesce(c.merged_at, a.published_at, a.packaged_at))::double precision
-    FROM collector.dora_deployments(from_time, to_time, environments, services) d
-    LEFT JOIN LATERAL (
-        SELECT (a.predicate_times->>'published')::timestamptz AS published_at,
-               (a.predicate_times->>'packaged')::timestamptz AS packaged_at,
-               a.content->'change'->>'id' AS change_id, a.content->'change'->>'source' AS change_source
-        FROM collector.subjects a
-        WHERE a.subject_type = 'artifact' AND a.subject_id = d.artifact_id
-        ORDER BY a.first_time LIMIT 1
-    ) a ON true
-    LEFT JOIN LATERAL (
-        SELECT (c.predicate_times->>'merged')::timestamptz AS merged_at
-        FROM collector.subjects c
-        WHERE c.subject_type = 'change' AND c.subject_id = a.change_id
-          AND (a.change_source IS NULL OR c.subject_source = a.change_source)
-        ORDER BY c.first_time LIMIT 1
-    ) c ON true
+    WITH deployed AS MATERIALIZED (
+        SELECT d.time, d.artifact_id
+        FROM collector.dora_deployments(from_time, to_time, environments, services) d
+    ), started AS MATERIALIZED (
+        SELECT k.artifact_id, coalesce(c.merged_at, a.published_at, a.packaged_at) AS since
+        FROM (SELECT DISTINCT artifact_id FROM deployed WHERE artifact_id IS NOT NULL) AS k
+        CROSS JOIN LATERAL (
+            SELECT (a.predicate_times->>'published')::timestamptz AS published_at,
+                   (a.predicate_times->>'packaged')::timestamptz AS packaged_at,
+                   a.content->'change'->>'id' AS change_id,
+                   a.content->'change'->>'source' AS change_source
+            FROM collector.subjects a
+            WHERE a.subject_type = 'artifact' AND a.subject_id = k.artifact_id
+            ORDER BY a.first_time LIMIT 1
+        ) a
+        LEFT JOIN LATERAL (
+            SELECT (c.predicate_times->>'merged')::timestamptz AS merged_at
+            FROM collector.subjects c
+            WHERE c.subject_type = 'change' AND c.subject_id = a.change_id
+              AND (a.change_source IS NULL OR c.subject_source = a.change_source)
+            ORDER BY c.first_time LIMIT 1
+        ) c ON true
+    )
+    SELECT d.time, extract(epoch FROM d.time - s.since)::double precision
+    FROM deployed d LEFT JOIN started s ON s.artifact_id = d.artifact_id
 $$;
 
 -- Whether each deployment failed: before the next deployment of the same service to the same
 -- environment, that service was rolled back there, or an incident was detected or reported
 -- for it there (the incident's first event falls after the deployment, up to the next one).
+-- Set-based, without a probe per deployment: the deployments of the range and the failures
+-- that can belong to them (from the range's start up to the first deployment after it) in one
+-- timeline per service and environment, where each failure goes to the latest deployment
+-- strictly before it.
 CREATE FUNCTION collector.dora_failures(
     from_time timestamptz, to_time timestamptz, environments text[], services text[]
 ) RETURNS TABLE ("time" timestamptz, failed boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT d.time,
-           EXISTS (SELECT FROM collector.deployments r
-                   WHERE r.environment = d.environment AND r.service = d.service
-                     AND r.action = 'rolledback' AND r.time > d.time
-                     AND (n.next_time IS NULL OR r.time <= n.next_time))
-        OR EXISTS (SELECT FROM collector.subjects i
-                   WHERE i.subject_type = 'incident'
-                     AND i.content->'service'->>'id' = d.service
-                     AND i.content->'environment'->>'id' = d.environment
-                     AND i.first_time > d.time
-                     AND (n.next_time IS NULL OR i.first_time <= n.next_time))
-    FROM collector.dora_deployments(from_time, to_time, environments, services) d
-    CROSS JOIN LATERAL (
-        SELECT min(x.time) AS next_time FROM collector.deployments x
-        WHERE x.environment = d.environment AND x.service = d.service
-          AND x.action IN ('deployed', 'upgraded') AND x.time > d.time
-    ) n
+    WITH deployed AS MATERIALIZED (
+        SELECT d.environment, d.service, d.time
+        FROM collector.dora_deployments(from_time, to_time, environments, services) d
+    ), pairs AS MATERIALIZED (
+        -- Each service and environment deployed in the range, with its first deployment at or
+        -- after the range's end: later failures belong to that one.
+        SELECT k.environment, k.service, min(x.time) AS next_time
+        FROM (SELECT DISTINCT environment, service FROM deployed WHERE environment IS NOT NULL) k
+        LEFT JOIN collector.deployments x
+          ON x.environment = k.environment AND x.service = k.service AND x.time >= to_time
+         AND x.action IN ('deployed', 'upgraded')
+        GROUP BY k.environment, k.service
+    ), failures AS (
+        SELECT r.environment, r.service, r.time
+        FROM collector.deployments r
+        JOIN pairs p ON p.environment = r.environment AND p.service = r.service
+        WHERE r.action = 'rolledback' AND r.time > from_time
+          AND (p.next_time IS NULL OR r.time <= p.next_time)
+        UNION ALL
+        SELECT p.environment, p.service, i.first_time
+        FROM collector.subjects i
+        JOIN pairs p ON p.service = i.content->'service'->>'id'
+                    AND p.environment = i.content->'environment'->>'id'
+        WHERE i.subject_type = 'incident' AND i.first_time > from_time
+          AND (p.next_time IS NULL OR i.first_time <= p.next_time)
+    ), timeline AS (
+        -- At equal times a failure sorts before a deployment: it is not after that one.
+        SELECT t.is_deployment,
+               max(t.time) FILTER (WHERE t.is_deployment) OVER (
+                   PARTITION BY t.environment, t.service ORDER BY t.time, t.is_deployment
+                   ROWS UNBOUNDED PRECEDING) AS deployed_at,
+               t.environment, t.service
+        FROM (SELECT environment, service, time, true AS is_deployment FROM deployed
+              WHERE environment IS NOT NULL
+              UNION ALL
+              SELECT environment, service, time, false FROM failures) AS t
+    ), failed AS MATERIALIZED (
+        SELECT DISTINCT environment, service, deployed_at FROM timeline
+        WHERE NOT is_deployment AND deployed_at IS NOT NULL
+    )
+    SELECT d.time, f.deployed_at IS NOT NULL
+    FROM deployed d
+    LEFT JOIN failed f
+      ON f.environment = d.environment AND f.service = d.service AND f.deployed_at = d.time
 $$;
 
 -- Time to restore of each incident that began in the range (its first event in the range):
@@ -817,15 +902,20 @@ CREATE FUNCTION api.dora_deployment_frequency(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, services_deployed bigint, days double precision,
                  per_day double precision, per_service_per_day double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, k, span, n / span, n / span / greatest(k, 1),
-           CASE WHEN n / span / greatest(k, 1) >= 1 THEN 'elite'
-                WHEN n / span / greatest(k, 1) >= 1.0 / 7 THEN 'high'
-                WHEN n / span / greatest(k, 1) >= 1.0 / 30 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(DISTINCT d.service) AS k,
-                 (extract(epoch FROM to_time - from_time) / 86400)::double precision AS span
-          FROM collector.dora_deployments(from_time, to_time, environments, services) d
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, k, span, n / span, n / span / greatest(k, 1),
+               CASE WHEN n / span / greatest(k, 1) >= 1 THEN 'elite'
+                    WHEN n / span / greatest(k, 1) >= 1.0 / 7 THEN 'high'
+                    WHEN n / span / greatest(k, 1) >= 1.0 / 30 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(DISTINCT d.service) AS k,
+                     (extract(epoch FROM to_time - from_time) / 86400)::double precision AS span
+              FROM collector.dora_deployments(from_time, to_time, environments, services) d
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_deployment_frequency(timestamptz, timestamptz, text[], text[]) IS 'DORA deployment frequency over [from_time, to_time). A deployment is a CDEvents service deployed or upgraded event (rolledback and removed are not), in the given environments and services (NULL or empty array: all; filter on your production environments). Returns deployments (count), services_deployed (distinct services among them), days (length of the range), per_day = deployments / days, per_service_per_day = per_day / services_deployed, and rating, from per_service_per_day so that many services do not add up to a better rating: elite >= 1 a day, high >= 1 a week, medium >= 1 a month (30 days), low below (and when nothing was deployed).';
@@ -834,7 +924,8 @@ CREATE FUNCTION api.dora_deployment_frequency_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -856,16 +947,21 @@ CREATE FUNCTION api.dora_lead_time(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, median_s double precision, p90_s double precision,
                  mean_s double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, m, p, a,
-           CASE WHEN m IS NULL THEN NULL WHEN m < 86400 THEN 'elite' WHEN m < 7 * 86400 THEN 'high'
-                WHEN m < 30 * 86400 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n,
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY l.lead_time_s) AS m,
-                 percentile_cont(0.9) WITHIN GROUP (ORDER BY l.lead_time_s) AS p,
-                 avg(l.lead_time_s) AS a
-          FROM collector.dora_lead_times(from_time, to_time, environments, services) l
-          WHERE l.lead_time_s IS NOT NULL AND collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, m, p, a,
+               CASE WHEN m IS NULL THEN NULL WHEN m < 86400 THEN 'elite' WHEN m < 7 * 86400 THEN 'high'
+                    WHEN m < 30 * 86400 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY l.lead_time_s) AS m,
+                     percentile_cont(0.9) WITHIN GROUP (ORDER BY l.lead_time_s) AS p,
+                     avg(l.lead_time_s) AS a
+              FROM collector.dora_lead_times(from_time, to_time, environments, services) l
+              WHERE l.lead_time_s IS NOT NULL AND collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_lead_time(timestamptz, timestamptz, text[], text[]) IS 'DORA lead time for changes, for the deployments (service deployed or upgraded events) in [from_time, to_time) in the given environments and services (NULL or empty: all). The lead time of a deployment runs from the merge of the change its artifact was built from (the change referenced by the artifact''s packaged event: content.change id, and source when given) — else, without a known merge, from the artifact''s published event, else its packaged event — to the deployment, in seconds. Deployments whose artifact has no such event are left out. Returns deployments (how many have a lead time), median_s, p90_s, mean_s and rating from the median: elite < 1 day, high < 1 week, medium < 30 days, low otherwise; all null when no deployment has a lead time.';
@@ -874,7 +970,8 @@ CREATE FUNCTION api.dora_lead_time_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint, median_s double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -897,14 +994,19 @@ CREATE FUNCTION api.dora_change_failure_rate(
     from_time timestamptz, to_time timestamptz,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (deployments bigint, failed bigint, rate double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, f, r,
-           CASE WHEN r IS NULL THEN NULL WHEN r <= 0.05 THEN 'elite' WHEN r <= 0.10 THEN 'high'
-                WHEN r <= 0.15 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(*) FILTER (WHERE f.failed) AS f,
-                 (count(*) FILTER (WHERE f.failed))::double precision / nullif(count(*), 0) AS r
-          FROM collector.dora_failures(from_time, to_time, environments, services) f
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, f, r,
+               CASE WHEN r IS NULL THEN NULL WHEN r <= 0.05 THEN 'elite' WHEN r <= 0.10 THEN 'high'
+                    WHEN r <= 0.15 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(*) FILTER (WHERE f.failed) AS f,
+                     (count(*) FILTER (WHERE f.failed))::double precision / nullif(count(*), 0) AS r
+              FROM collector.dora_failures(from_time, to_time, environments, services) f
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_change_failure_rate(timestamptz, timestamptz, text[], text[]) IS 'DORA change failure rate of the deployments (service deployed or upgraded events) in [from_time, to_time) in the given environments and services (NULL or empty: all). A deployment failed when, before the next deployment of the same service to the same environment (or at any later time if there is none yet), that service was rolled back there (a service rolledback event) or an incident was detected or reported for it there (an incident whose content.service and content.environment name them and whose first event falls after the deployment). Late events count whenever they arrive. Returns deployments, failed, rate = failed / deployments (null without deployments) and rating: elite <= 5 %, high <= 10 %, medium <= 15 %, low above.';
@@ -913,7 +1015,8 @@ CREATE FUNCTION api.dora_change_failure_rate_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, deployments bigint, failed bigint, rate double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.
@@ -936,15 +1039,20 @@ CREATE FUNCTION api.dora_time_to_restore(
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE (incidents bigint, resolved bigint, median_s double precision,
                  p90_s double precision, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n, k, m, p,
-           CASE WHEN m IS NULL THEN NULL WHEN m < 3600 THEN 'elite' WHEN m < 86400 THEN 'high'
-                WHEN m < 7 * 86400 THEN 'medium' ELSE 'low' END
-    FROM (SELECT count(*) AS n, count(r.restore_s) AS k,
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY r.restore_s) AS m,
-                 percentile_cont(0.9) WITHIN GROUP (ORDER BY r.restore_s) AS p
-          FROM collector.dora_restores(from_time, to_time, environments, services) r
-          WHERE collector.dora_arguments(from_time, to_time)) AS x
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT n, k, m, p,
+               CASE WHEN m IS NULL THEN NULL WHEN m < 3600 THEN 'elite' WHEN m < 86400 THEN 'high'
+                    WHEN m < 7 * 86400 THEN 'medium' ELSE 'low' END
+        FROM (SELECT count(*) AS n, count(r.restore_s) AS k,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY r.restore_s) AS m,
+                     percentile_cont(0.9) WITHIN GROUP (ORDER BY r.restore_s) AS p
+              FROM collector.dora_restores(from_time, to_time, environments, services) r
+              WHERE collector.dora_arguments(from_time, to_time)) AS x;
+END
 $$;
 
 COMMENT ON FUNCTION api.dora_time_to_restore(timestamptz, timestamptz, text[], text[]) IS 'DORA time to restore service, for the incidents that began in [from_time, to_time) (their first event falls in the range) in the given environments and services (NULL or empty: all; matched on the incident''s content.environment and content.service). The time to restore of an incident runs from its detected event (or its reported event, whichever came first) to its resolved event, in seconds. Returns incidents (began in the range), resolved (how many have a time to restore; open ones do not), median_s, p90_s and rating from the median: elite < 1 hour, high < 1 day, medium < 1 week, low otherwise; null when none is resolved.';
@@ -953,7 +1061,8 @@ CREATE FUNCTION api.dora_time_to_restore_series(
     from_time timestamptz, to_time timestamptz, bucket interval,
     environments text[] DEFAULT NULL, services text[] DEFAULT NULL
 ) RETURNS TABLE ("time" timestamptz, incidents bigint, resolved bigint, median_s double precision)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 BEGIN
     -- Checked first: a bad bucket must be named, not fail inside date_bin.

@@ -44,6 +44,7 @@ def test_version(tmp_path: Path) -> None:
         ["db", "url"],
         ["db", "psql"],
         ["docs", "sql"],
+        ["demo"],
         ["bench", "ingest"],
         ["bench", "nats"],
         ["bench", "http"],

@@ -105,6 +105,32 @@ def test_tags_id_source_and_lookup_by_id(database_url: str, db: Conn) -> None:
     assert both == [("cclog",), ("ccmessage",)]  # by time: the log line came first
 
 
+def test_lookup_by_id_finds_messages_of_any_age_once(database_url: str, db: Conn) -> None:
+    # Searched newest first in windows growing backwards: one message in each window, as an
+    # event and as a log line, and an id of each asked twice.
+    now = int(datetime.now(UTC).timestamp())
+    ages = [3600, 20 * 86400, 100 * 86400, 300 * 86400]
+    lines = [
+        f'node_state,cluster=fritz,hostname=f01,type=node,type-id=0 event="down {age}" {now - age}'
+        f'\nslurmd,cluster=fritz,hostname=f01,type=node,type-id=0 log="up {age}" {now - age + 1}'
+        for age in ages
+    ]
+    store(database_url, "\n".join(lines))
+    rows = db.execute("SELECT id, time, family FROM api.events ORDER BY time").fetchall()
+    assert len(rows) == 8
+    ids = [event_id for event_id, _, _ in rows]
+    unknown = "0" * 64
+
+    found = db.execute(
+        "SELECT id, time, family FROM api.events_by_id(%s)", ([unknown, *ids, *ids[::3]],)
+    ).fetchall()
+    assert found == rows
+    for event_id, when, family in rows:
+        assert db.execute("SELECT time, family FROM api.event(%s)", (event_id,)).fetchall() == [
+            (when, family)
+        ]
+
+
 def test_a_resent_delivery_is_a_duplicate(database_url: str, db: Conn) -> None:
     store(database_url, MESSAGES, cluster="alex")
     _, again = store(database_url, MESSAGES, cluster="alex")

@@ -44,6 +44,7 @@ class Ev:
     subject: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] | None = None
+    received_via: str = "psql"
 
 
 @dataclass
@@ -73,7 +74,7 @@ def ingest(
         ],
         "metadatas": [orjson.dumps(e.metadata).decode() if e.metadata else None for e in events],
         "received_ats": [NOW for _ in events],
-        "received_vias": ["psql" for _ in events],
+        "received_vias": [e.received_via for e in events],
         "rejected_reasons": [r.reason for r in rejected],
         "rejected_locations": [r.location for r in rejected],
         "rejected_raws": [r.raw.decode() for r in rejected],
@@ -153,6 +154,25 @@ def test_a_duplicate_inside_one_batch_is_stored_once(db: Conn) -> None:
     assert db.execute("SELECT payload FROM api.events WHERE id = 'a'").fetchall() == [
         ({"copy": 1},)  # the first one wins
     ]
+
+
+def test_replays_are_counted_per_source_in_api_duplicates(db: Conn) -> None:
+    def duplicates() -> list[tuple[Any, ...]]:
+        return db.execute(
+            "SELECT received_via, duplicates, received_at FROM api.duplicates"
+            " ORDER BY received_via, received_at"
+        ).fetchall()
+
+    first = [Ev("a"), Ev("b", received_via="hook"), Ev("m", family="ccmessage")]
+    assert ingest(db, first) == (3, [], 0)
+    assert duplicates() == []  # a batch without replays adds no row
+    again = [
+        Ev("a"), Ev("c"), Ev("b", received_via="hook"), Ev("c"), Ev("m", family="ccmessage"),
+    ]  # fmt: skip
+    assert ingest(db, again) == (1, [1, 3, 4, 5], 0)
+    assert duplicates() == [("hook", 1, NOW), ("psql", 3, NOW)]
+    assert ingest(db, [Ev("b", received_via="hook")]) == (0, [1], 0)
+    assert duplicates() == [("hook", 1, NOW), ("hook", 1, NOW), ("psql", 3, NOW)]
 
 
 def test_identity_is_source_type_and_id(db: Conn) -> None:
@@ -295,22 +315,40 @@ def test_lookup_by_id_probes_the_identity_key_and_one_partition_per_family(db: C
         for name in re.findall(r" on (events_\w+)", line)
         if "never executed" not in line
     }
+    # The ids span the year: every month of the three families is planned...
     assert len(partitions) >= 36, plan
-    # Run-time pruning on each identity's time: the events side reads, per id found, at most
-    # one partition per family, not every partition (as a hash join over all of them would).
+    # ...and run-time pruning on each identity's time reads, per id found, at most one
+    # partition per family, not every partition (as a hash join over all of them would).
     found, families_in_policy = 3, 4
     assert 0 < len(executed) <= found * families_in_policy, plan
 
+    # Ids of one month: only that month's partitions are planned, not the year's.
+    plan = explain_events_by_id(db, ["e10", "e11", "e12"])
+    assert {p.rsplit("_", 1)[1] for p in re.findall(r" on (events_\w+_\d{8})", plan)} == {
+        "20240101"
+    }, plan
+
 
 def explain_events_by_id(conn: Conn, ids: list[str]) -> str:
-    """EXPLAIN ANALYZE of the query inside api.events_by_id (a function's plan is opaque)."""
+    """EXPLAIN ANALYZE of the query inside api.events_by_id (a function's plan is opaque), with
+    the values the function computes first bound as its variables are (a custom plan)."""
     source = conn.execute(
         "SELECT prosrc FROM pg_proc WHERE oid = 'api.events_by_id(text[])'::regprocedure"
     ).fetchone()
     assert source is not None
-    body = re.sub(r"\bids\b", "%(ids)s", str(source[0]).replace("%", "%%"))
+    query = re.search(r"RETURN QUERY(.*?);\s*END", str(source[0]), re.S)
+    assert query is not None
+    variables = conn.execute(
+        "SELECT (SELECT min(time) FROM collector.event_identities WHERE id = ANY (%(ids)s)),"
+        " (SELECT max(time) FROM collector.event_identities WHERE id = ANY (%(ids)s)),"
+        " (SELECT array_agg(family) FROM collector.partition_policy"
+        "  WHERE identity_scope = 'global')",
+        {"ids": ids},
+    ).fetchone()
+    assert variables is not None
+    body = re.sub(r"\b(ids|earliest|latest|families)\b", r"%(\1)s", query[1].replace("%", "%%"))
     rows = conn.execute(
         "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + body,
-        {"ids": ids},
+        dict(zip(("earliest", "latest", "families"), variables, strict=True), ids=ids),
     ).fetchall()
     return "\n".join(line for (line,) in rows)

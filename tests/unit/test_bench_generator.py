@@ -4,7 +4,6 @@ deterministic, varied and recent, so that a benchmark never measures the rejecti
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,41 +13,14 @@ import pytest
 
 from collector import demo_events
 from collector.events import Origin, normalise
-from tests.conftest import SPEC
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
-SCHEMAS = SPEC / "v0.4.1" / "schemas"
 N = 3000
 
 
 @pytest.fixture(scope="module")
 def events() -> list[dict[str, Any]]:
     return demo_events.generate(N, seed=7, now=NOW)
-
-
-@pytest.fixture(scope="module")
-def validators() -> dict[str, Any]:
-    """A validator per CDEvents type, from the spec's schemas (links/* resolved locally)."""
-    if not SCHEMAS.is_dir():
-        pytest.skip(f"CDEvents spec not found at {SCHEMAS} (the repository's sibling shared/)")
-    jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
-    documents = [json.loads(p.read_text()) for p in sorted(SCHEMAS.rglob("*.json"))]
-    # Every schema and link schema is registered under its $id; relative $refs such as
-    # "links/embeddedlinksarray" resolve against the referring schema's $id.
-    registry = referencing.Registry().with_resources(
-        (doc["$id"], referencing.Resource.from_contents(doc)) for doc in documents
-    )
-    validators: dict[str, Any] = {}
-    for doc in documents:
-        context = doc.get("properties", {}).get("context", {}).get("properties", {})
-        for event_type in context.get("type", {}).get("enum", []):
-            validators[event_type] = jsonschema.Draft202012Validator(
-                doc,
-                registry=registry,
-                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-            )
-    return validators
 
 
 def test_a_sample_validates_against_the_cdevents_schemas(

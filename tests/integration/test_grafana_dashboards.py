@@ -1,0 +1,400 @@
+"""The shipped Grafana dashboards, run the way Grafana runs them.
+
+Grafana cannot run here, so every panel query and every variable query of every dashboard is
+interpolated as Grafana would (tests/grafana_macros.py: template variables in the browser, then
+the PostgreSQL data source's macros) and executed as a login role that is only a member of
+collector_reader, against a database filled by `collector demo`. Each query must succeed,
+return rows and return the columns its panel needs, with every variable at All, at every value
+listed, at one value, and with a value that holds a quote. The files themselves are checked
+too: JSON and YAML parse, stable unique uids, the provisioned data source on every panel,
+raw SQL in code mode, only `api` objects, variables defined and quoted with :sqlstring.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from psycopg.conninfo import make_conninfo
+
+from tests.clustercockpit import store
+from tests.conftest import dsn_as_url, with_dbname
+from tests.grafana_dashboards import (
+    DASHBOARDS,
+    DATASOURCE_TYPE,
+    DATASOURCE_UID,
+    GRAFANA,
+    GRAFANA_GLOBALS,
+    Column,
+    Query,
+    function_calls,
+    load_dashboards,
+    panels,
+    queries,
+    relations,
+    shape_problems,
+    variables,
+)
+from tests.grafana_macros import (
+    ALL,
+    TimeRange,
+    Variable,
+    dashboard_range,
+    interpolate,
+    metric_find_values,
+    variable_references,
+)
+
+EXPECTED_UIDS = {
+    "collector-dora", "collector-delivery", "collector-pipelines", "collector-deployments",
+    "collector-incidents", "collector-hpc", "collector-health",
+}  # fmt: skip
+QUOTED = "it's not there"  # a value no query knows, with a quote Grafana must escape
+
+
+# -- the files --------------------------------------------------------------------------------
+
+
+def test_provisioning_files_parse_and_name_the_datasource_the_dashboards_use() -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/collector.yaml").read_text())
+    assert datasources["apiVersion"] == 1
+    [source] = datasources["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["type"] == DATASOURCE_TYPE
+    assert source["url"] == "$COLLECTOR_GRAFANA_DB_HOST"
+    assert source["user"] == "$COLLECTOR_GRAFANA_DB_USER"
+    assert source["jsonData"]["database"] == "$COLLECTOR_GRAFANA_DB_NAME"
+    assert source["secureJsonData"]["password"] == "$COLLECTOR_GRAFANA_DB_PASSWORD"
+    assert source["jsonData"]["sslmode"] == "disable"
+    assert source["jsonData"]["postgresVersion"] == 1500
+    assert source["jsonData"]["timescaledb"] is False
+
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/collector.yaml").read_text())
+    assert providers["apiVersion"] == 1
+    [provider] = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["folder"] == "Collector"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/collector"
+    assert provider["options"]["foldersFromFilesStructure"] is False
+
+
+def test_dashboards_load_with_stable_unique_uids() -> None:
+    dashboards = load_dashboards()
+    uids = [d["uid"] for d in dashboards.values()]
+    assert len(uids) == len(set(uids))
+    assert set(uids) == EXPECTED_UIDS
+    for name, dashboard in dashboards.items():
+        assert "collector" in dashboard["tags"], name
+        assert dashboard["title"], name
+        assert "id" not in dashboard or dashboard["id"] is None, f"{name}: a fixed id clashes"
+        ids = [p["id"] for p in panels(dashboard)]
+        assert len(ids) == len(set(ids)), f"{name}: panel ids repeat"
+
+
+def test_every_panel_uses_the_provisioned_datasource_in_code_mode() -> None:
+    for name, dashboard in load_dashboards().items():
+        for panel in panels(dashboard):
+            where = f"{name}: panel {panel.get('title')!r}"
+            assert panel["type"] in {
+                "timeseries", "stat", "gauge", "bargauge", "table", "barchart", "piechart",
+                "text", "logs", "state-timeline", "row",
+            }, f"{where}: {panel['type']} is not a core panel"  # fmt: skip
+            if panel["type"] in ("row", "text"):
+                assert "targets" not in panel or not panel["targets"], where
+                continue
+            assert panel["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}, where
+            assert panel["targets"], f"{where}: no query"
+        for query in queries(dashboard):
+            where = f"{name}: panel {query.panel!r} query {query.ref}"
+            target = query.target
+            assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}, where
+            assert target["rawQuery"] is True, where
+            assert target["editorMode"] == "code", where
+            expected = "time_series" if query.panel_type == "timeseries" else "table"
+            assert query.format == expected, f"{where}: format {query.format}"
+        for variable in variables(dashboard):
+            if variable["type"] == "query":
+                assert variable["datasource"] == {
+                    "type": DATASOURCE_TYPE,
+                    "uid": DATASOURCE_UID,
+                }, f"{name}: variable {variable['name']}"
+
+
+def _all_sql(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for query in queries(dashboard):
+        yield f"panel {query.panel!r} {query.ref}", query.sql
+    for variable in variables(dashboard):
+        if variable["type"] == "query":
+            yield f"variable {variable['name']}", variable["query"]
+
+
+def test_queries_read_only_api_objects() -> None:
+    for name, dashboard in load_dashboards().items():
+        for where, sql in _all_sql(dashboard):
+            for relation in relations(sql):
+                assert relation == "(" or relation.startswith("api."), (
+                    f"{name} {where}: reads {relation}, not an api object"
+                )
+            for function in function_calls(sql):
+                assert function.startswith("api."), f"{name} {where}: calls {function}"
+            assert "$__searchFilter" not in sql, f"{name} {where}: $__searchFilter"
+
+
+def test_variables_are_defined_and_quoted_with_sqlstring() -> None:
+    for name, dashboard in load_dashboards().items():
+        defined = {v["name"]: v for v in variables(dashboard)}
+        for where, sql in _all_sql(dashboard):
+            for ref, fmt, written in variable_references(sql):
+                if ref in GRAFANA_GLOBALS or ref.startswith("__"):
+                    continue  # $__interval, and macros such as $__timeFilter(...)
+                assert ref in defined, f"{name} {where}: {written} is not a variable"
+                # One quoting rule whatever Grafana's version: SQL string literals.
+                assert fmt == "sqlstring", f"{name} {where}: {written} is not ${{{ref}:sqlstring}}"
+                if defined[ref].get("multi") or defined[ref].get("includeAll"):
+                    assert f"ARRAY[{written}]::text[]" in sql, (
+                        f"{name} {where}: multi-value {written} outside ARRAY[...]::text[]"
+                    )
+        for panel in panels(dashboard):  # titles and data links name variables too
+            texts = [panel.get("title", ""), *(link["url"] for link in _links(panel))]
+            for ref, _, written in (r for text in texts for r in variable_references(text)):
+                assert ref in defined or ref.startswith("__"), f"{name}: {written} undefined"
+        for variable in defined.values():
+            if variable.get("includeAll"):
+                # A custom "All" goes into the SQL as written: NULL, which the queries read as
+                # "no filter" (array_remove(..., NULL) is empty).
+                assert variable.get("allValue") == "NULL", f"{name}: {variable['name']}"
+
+
+def test_data_links_open_existing_dashboards_with_their_variables() -> None:
+    dashboards = {d["uid"]: d for d in load_dashboards().values()}
+    links = 0
+    for dashboard in dashboards.values():
+        for panel in panels(dashboard):
+            for link in _links(panel):
+                match = re.match(r"^/d/([\w-]+)/[\w-]+\?(.*)$", link["url"])
+                assert match, link["url"]
+                target = dashboards[match.group(1)]
+                names = {v["name"] for v in variables(target)}
+                for param in re.findall(r"var-(\w+)=", match.group(2)):
+                    assert param in names, f"{link['url']}: no variable {param} there"
+                links += 1
+    assert links >= 2
+
+
+def _links(panel: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        for prop in override["properties"]:
+            if prop["id"] == "links":
+                for link in prop["value"]:
+                    if link["url"].startswith("/d/"):
+                        yield {**link, "field": override["matcher"]["options"]}
+
+
+# -- the queries, on demo data ------------------------------------------------------------------
+
+
+DEMO = ["demo", "--services", "20", "--nodes", "8", "--seed", "7"]
+
+# A node that resends what it sent (a replay: counted as a duplicate) and sends lines that are
+# not valid (rejected with the reason): `collector demo` stores only valid data once, and
+# Collector health shows these.
+NODE_LINES = (
+    'slurmd,cluster=fritz,hostname=f0101,type=node,type-id=0,loglevel=warn log="fan slow" {ns}\n'
+    'slurmd,cluster=fritz,hostname=f0101,type=rack,type-id=1 log="fan failure"\n'
+    "slurmd,cluster=fritz hostname=f0101\n"
+)
+
+
+@pytest.fixture(scope="module")
+def demo_database(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A migrated database filled by `collector demo`, plus a node's replay and bad lines
+    through the same sink."""
+    name = f"collector_grafana_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = with_dbname(pg_admin_url, name)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "collector", *DEMO, "--database-url", dsn_as_url(url)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        now = datetime.now(UTC)
+        lines = NODE_LINES.format(ns=int(now.timestamp()) * 1_000_000_000)
+        for duplicates in (0, 1):
+            _, result = store(url, lines, received_at=now)
+            assert (result.stored, len(result.duplicates), result.rejected) == (
+                1 - duplicates, duplicates, 2,
+            )  # fmt: skip
+        yield url
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def reader(demo_database: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as a login role whose only right is membership of collector_reader, as
+    the README tells a Grafana administrator to create it."""
+    role = f"grafana_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    password = uuid.uuid4().hex
+    with psycopg.connect(demo_database, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE collector_reader")
+        admin.execute(f"ALTER ROLE {role} SET statement_timeout = '30s'")
+    try:
+        url = make_conninfo(demo_database, user=role, password=password)
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+    finally:
+        with psycopg.connect(demo_database, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_the_reader_sees_api_and_nothing_else(reader: psycopg.Connection[Any]) -> None:
+    assert reader.execute("SELECT count(*) FROM api.events").fetchone() is not None
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        reader.execute("SELECT count(*) FROM collector.events")
+
+
+@dataclass
+class Result:
+    columns: list[Column]
+    rows: list[tuple[Any, ...]]
+
+
+class Grafana:
+    """Runs a dashboard's queries as Grafana would, collecting every problem."""
+
+    def __init__(self, conn: psycopg.Connection[Any], dashboard: dict[str, Any]) -> None:
+        self.conn = conn
+        self.dashboard = dashboard
+        self.range: TimeRange = dashboard_range(dashboard, datetime.now(UTC))
+        self.problems: list[str] = []
+        self.executed = 0
+
+    def run(self, raw_sql: str, state: dict[str, Variable], panel: dict[str, Any] | None) -> Any:
+        resolution = 1000
+        if panel is not None:  # maxDataPoints, else the panel's width in pixels
+            resolution = panel.get("maxDataPoints") or round(panel["gridPos"]["w"] / 24 * 1800)
+        sql = interpolate(raw_sql, state, self.range, resolution=resolution)
+        self.executed += 1
+        cursor = self.conn.execute(sql.encode())
+        assert cursor.description is not None
+        columns = [Column(d.name, d.type_code) for d in cursor.description]
+        return Result(columns, cursor.fetchall()), sql
+
+    def resolve_variables(self) -> dict[str, Variable]:
+        """Variables in dashboard order, each query run with those before it at All."""
+        state: dict[str, Variable] = {}
+        for spec in variables(self.dashboard):
+            variable = Variable(
+                spec["name"],
+                multi=bool(spec.get("multi")),
+                include_all=bool(spec.get("includeAll")),
+                all_value=spec.get("allValue") or None,
+            )
+            if spec["type"] == "query":
+                try:
+                    result, _ = self.run(spec["query"], state, None)
+                except psycopg.Error as exc:
+                    self.problems.append(f"variable {spec['name']}: {exc}")
+                    result = Result([], [])
+                variable.options = metric_find_values([c.name for c in result.columns], result.rows)
+                if not variable.options:
+                    self.problems.append(f"variable {spec['name']}: its query found no values")
+            elif spec["type"] == "custom":
+                variable.options = [o["value"] for o in spec["options"]]
+            current = spec.get("current", {}).get("value", "")
+            if current in (ALL, [ALL]):
+                variable.current = ALL
+            else:
+                variable.current = current
+            state[variable.name] = variable
+        return state
+
+    def check(self, query: Query, state: dict[str, Variable], label: str, need_rows: bool) -> Any:
+        where = f"panel {query.panel!r} {query.ref} [{label}]"
+        try:
+            result, sql = self.run(query.sql, state, query.panel_json)
+        except psycopg.Error as exc:
+            self.problems.append(f"{where}: {type(exc).__name__}: {exc}")
+            return None
+        for problem in shape_problems(query, result.columns, result.rows):
+            self.problems.append(f"{where}: {problem}\n{sql}")
+        if need_rows and not result.rows:
+            self.problems.append(f"{where}: no rows\n{sql}")
+        return result
+
+
+def scenarios(state: dict[str, Variable]) -> Iterator[tuple[str, dict[str, Variable], bool]]:
+    """(label, variables, rows required): All as configured; every value listed (what All
+    sends without a custom allValue); one value; one value next to one holding a quote."""
+    yield "All", state, True
+    multi = [v for v in state.values() if v.multi or v.include_all]
+    if not multi:
+        return
+    every = {v.name: replace(v, current=list(v.options)) for v in multi}
+    yield "every value", {**state, **every}, True
+    one = {v.name: replace(v, current=v.options[:1]) for v in multi}
+    yield "one value", {**state, **one}, False
+    quoted = {v.name: replace(v, current=[*v.options[:1], QUOTED]) for v in multi}
+    yield "quote", {**state, **quoted}, False
+
+
+@pytest.mark.parametrize("file", sorted(p.name for p in DASHBOARDS.glob("*.json")))
+def test_every_panel_runs_as_grafana_would(reader: psycopg.Connection[Any], file: str) -> None:
+    dashboard = load_dashboards()[file]
+    grafana = Grafana(reader, dashboard)
+    state = grafana.resolve_variables()
+    all_queries = list(queries(dashboard))
+
+    # A textbox variable set by a data link (event_id): take the value the link would carry
+    # from the linked panel's first row, then show that event.
+    for spec in variables(dashboard):
+        if spec["type"] != "textbox":
+            continue
+        source, field = _linking_panel(dashboard, spec["name"])
+        result = grafana.check(source, state, "All", True)
+        assert result is not None, grafana.problems
+        assert result.rows, grafana.problems
+        value = result.rows[0][[c.name for c in result.columns].index(field)]
+        state[spec["name"]] = Variable(spec["name"], current=str(value))
+        shown = [q for q in all_queries if f"${{{spec['name']}:" in q.sql]
+        assert shown, f"no panel uses {spec['name']}"
+        for query in shown:
+            shown_result = grafana.check(query, state, f"{spec['name']}={value}", True)
+            if shown_result is not None and shown_result.rows:
+                names = [c.name for c in shown_result.columns]
+                assert all(row[names.index(field)] == value for row in shown_result.rows)
+
+    for query in all_queries:
+        for label, variables_now, need_rows in scenarios(state):
+            grafana.check(query, variables_now, label, need_rows)
+        # Every choice of a single-value custom variable (the DORA trend bucket).
+        for variable in state.values():
+            if variable.options and not (variable.multi or variable.include_all):
+                if f"${{{variable.name}:" not in query.sql:
+                    continue
+                for option in variable.options:
+                    chosen = {**state, variable.name: replace(variable, current=option)}
+                    grafana.check(query, chosen, f"{variable.name}={option}", True)
+    assert grafana.problems == [], "\n\n".join(grafana.problems)
+    assert grafana.executed >= len(all_queries)
+
+
+def _linking_panel(dashboard: dict[str, Any], name: str) -> tuple[Query, str]:
+    for query in queries(dashboard):
+        for link in _links(query.panel_json):
+            if f"var-{name}=" in link["url"] and link["url"].startswith(f"/d/{dashboard['uid']}/"):
+                return query, link["field"]
+    raise AssertionError(f"{dashboard['uid']}: no data link sets {name}")
