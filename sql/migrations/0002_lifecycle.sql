@@ -77,17 +77,31 @@ CREATE TABLE collector.subjects (
     status_rank     smallint NOT NULL,
     status_time     timestamptz NOT NULL,
     content         jsonb NOT NULL,         -- subject.content of all events, newest value per key
-    last_payload    jsonb NOT NULL,         -- the latest event (greatest stamp)
     events          integer NOT NULL,
     PRIMARY KEY (subject_type, subject_source, subject_id)
 );
 CREATE INDEX subjects_first_time ON collector.subjects (subject_type, first_time);
-CREATE INDEX subjects_last_time ON collector.subjects (subject_type, last_time);
 CREATE INDEX subjects_id ON collector.subjects (subject_type, subject_id);
 -- Change failure rate looks for the incidents of one service in one environment after a time.
 CREATE INDEX subjects_incident_service ON collector.subjects
     ((content->'service'->>'id'), (content->'environment'->>'id'), first_time)
     WHERE subject_type = 'incident';
+
+-- The subjects with their latest event as sent, for the views of `api`. The payload is not
+-- copied into subjects at ingest (a second copy of every subject's latest event was a third of
+-- the lifecycle fold's cost): last_stamp names that event (its time, type, id and source), and
+-- the subquery finds it through the (type, time) index in the one time partition of last_time.
+-- Views are flattened into the queries that use them, so only a query that selects
+-- last_payload runs the lookup. An event that retention has dropped gives null.
+CREATE VIEW collector.subject_rows AS
+SELECT s.*,
+       (SELECT e.payload FROM collector.events e
+        WHERE e.family = 'cdevents' AND e.time = s.last_time
+          AND e.type = split_part(substr(s.last_stamp, 21), E'\x1f', 1)
+          AND e.id || E'\x1f' || e.source
+              = substr(s.last_stamp, 22 + length(split_part(substr(s.last_stamp, 21), E'\x1f', 1)))
+       ) AS last_payload
+FROM collector.subjects s;
 
 -- Every deployment-like service event, narrow and indexed for DORA.
 CREATE TABLE collector.deployments (
@@ -213,32 +227,40 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET work_mem = '64MB' AS 
 BEGIN
     -- One pass, no joins: the transition table has no statistics (the planner guesses one
     -- row), and joins of per-subject aggregates then become nested loops, quadratic in the
-    -- batch. Aggregates with ORDER BY pick the latest / highest of each subject instead.
-    -- OFFSET 0 keeps each derived column computed once per event.
+    -- batch. The events are sorted once, by subject and stamp, and aggregated in that order
+    -- (an ORDER BY inside each aggregate would sort every subject's events once per aggregate):
+    -- jsonb_object_agg keeps the last of duplicate keys and jsonb_merge the last value of each
+    -- key, so both end with the newest. Status is the greatest (rank, time, status), packed as
+    -- text that sorts bytewise. OFFSET 0 keeps each derived column computed once per event.
     INSERT INTO collector.subjects AS s
         (subject_type, subject_source, subject_id, first_time, last_time, first_stamp, last_stamp,
-         predicate_times, status, status_rank, status_time, content, last_payload, events)
+         predicate_times, status, status_rank, status_time, content, events)
     SELECT subject_type, subject_source, subject_id, min(time), max(time), min(stamp), max(stamp),
-           -- jsonb keeps the last of duplicate keys: the latest time of each predicate.
-           jsonb_object_agg(predicate, time ORDER BY time),
-           (array_agg(status ORDER BY rank DESC, time DESC, status DESC))[1], max(rank),
-           (array_agg(time ORDER BY rank DESC, time DESC, status DESC))[1],
-           -- Merged oldest to newest: the newest value of each key wins.
-           collector.jsonb_merge(collector.event_content(event_subject_type, subject_id, content)
-                                 ORDER BY stamp),
-           (array_agg(payload ORDER BY stamp DESC))[1],
+           jsonb_object_agg(predicate, time),
+           substr(max(status_key), 21), max(rank),
+           -- The packed time is the stamp's: microseconds since 1970, shifted (event_stamp).
+           'epoch'::timestamptz
+             + ((substr(max(status_key), 2, 19)::bigint - 4611686018427387904)::text
+                || ' microseconds')::interval,
+           collector.jsonb_merge(collector.event_content(event_subject_type, subject_id, content)),
            count(*)::integer
     FROM (
-        SELECT l.tracked_as AS subject_type, n.subject_type AS event_subject_type,
-               coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
-               n.subject AS subject_id, n.predicate, n.time, n.payload, l.rank, l.status,
-               collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp,
-               n.payload->'subject'->'content' AS content
-        FROM new_events n
-        JOIN collector.lifecycle_states l
-          ON l.subject_type = n.subject_type AND l.predicate = n.predicate
-        WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
-        OFFSET 0
+        SELECT subject_type, event_subject_type, subject_source, subject_id, predicate, time,
+               rank, stamp, rank::text || substr(stamp, 1, 19) || status COLLATE "C" AS status_key,
+               content
+        FROM (
+            SELECT l.tracked_as AS subject_type, n.subject_type AS event_subject_type,
+                   coalesce(nullif(n.payload->'subject'->>'source', ''), n.source) AS subject_source,
+                   n.subject AS subject_id, n.predicate, n.time, l.rank, l.status,
+                   collector.event_stamp(n.time, l.rank, n.type, n.id, n.source) COLLATE "C" AS stamp,
+                   n.payload->'subject'->'content' AS content
+            FROM new_events n
+            JOIN collector.lifecycle_states l
+              ON l.subject_type = n.subject_type AND l.predicate = n.predicate
+            WHERE n.family = 'cdevents' AND n.subject IS NOT NULL
+            OFFSET 0
+        ) AS derived
+        ORDER BY subject_type, subject_source, subject_id, stamp
     ) AS ev
     GROUP BY subject_type, subject_source, subject_id
     -- One lock order for every batch, so concurrent batches never deadlock on subject rows.
@@ -267,8 +289,6 @@ BEGIN
             ELSE collector.refold_content(s.subject_type, s.subject_source, s.subject_id,
                                           least(s.first_time, excluded.first_time),
                                           greatest(s.last_time, excluded.last_time), s.content) END,
-        last_payload = CASE WHEN excluded.last_stamp > s.last_stamp
-            THEN excluded.last_payload ELSE s.last_payload END,
         events = s.events + excluded.events;
 
     WITH d AS (
@@ -320,7 +340,7 @@ SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
                         - (s.predicate_times->>'queued')::timestamptz)::double precision AS queue_s,
        coalesce(s.content->>'uri', s.content->>'url') AS url, s.content->>'errors' AS errors,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'pipelinerun';
+FROM collector.subject_rows s WHERE s.subject_type = 'pipelinerun';
 
 COMMENT ON VIEW api.pipeline_runs IS 'CI/CD pipeline runs, one row per run (CDEvents pipelinerun queued / started / finished), kept up to date at ingest. Status is decided by the most advanced predicate seen, whatever the arrival order, and never guessed: a run with no finished event stays running (it is not "cancelled").';
 COMMENT ON COLUMN api.pipeline_runs.run_id IS 'The run: CDEvents subject.id.';
@@ -338,7 +358,7 @@ COMMENT ON COLUMN api.pipeline_runs.url IS 'Link to the run (content.uri of CDEv
 COMMENT ON COLUMN api.pipeline_runs.errors IS 'Errors reported by the finished event (content.errors).';
 COMMENT ON COLUMN api.pipeline_runs.last_event_at IS 'Time of the run''s latest event.';
 COMMENT ON COLUMN api.pipeline_runs.events IS 'Number of distinct events of this run (replays are not counted).';
-COMMENT ON COLUMN api.pipeline_runs.last_payload IS 'The run''s latest event as sent (latest by event time; at equal times the more advanced predicate).';
+COMMENT ON COLUMN api.pipeline_runs.last_payload IS 'The run''s latest event as sent (latest by event time; at equal times the more advanced predicate); null once retention has dropped that event.';
 
 CREATE VIEW api.task_runs AS
 SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
@@ -350,7 +370,7 @@ SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
                         - (s.predicate_times->>'started')::timestamptz)::double precision AS duration_s,
        coalesce(s.content->>'uri', s.content->>'url') AS url, s.content->>'errors' AS errors,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'taskrun';
+FROM collector.subject_rows s WHERE s.subject_type = 'taskrun';
 
 COMMENT ON VIEW api.task_runs IS 'Task runs (steps of a pipeline run), one row per run (CDEvents taskrun started / finished), kept up to date at ingest. A run with no finished event stays running.';
 COMMENT ON COLUMN api.task_runs.run_id IS 'The task run: CDEvents subject.id.';
@@ -367,7 +387,7 @@ COMMENT ON COLUMN api.task_runs.url IS 'Link to the task run (content.uri of CDE
 COMMENT ON COLUMN api.task_runs.errors IS 'Errors reported by the finished event (content.errors).';
 COMMENT ON COLUMN api.task_runs.last_event_at IS 'Time of the run''s latest event.';
 COMMENT ON COLUMN api.task_runs.events IS 'Number of distinct events of this run (replays are not counted).';
-COMMENT ON COLUMN api.task_runs.last_payload IS 'The run''s latest event as sent.';
+COMMENT ON COLUMN api.task_runs.last_payload IS 'The run''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.builds AS
 SELECT s.subject_id AS build_id, s.subject_source AS source, s.first_time AS time, s.status,
@@ -380,7 +400,7 @@ SELECT s.subject_id AS build_id, s.subject_source AS source, s.first_time AS tim
                         - (s.predicate_times->>'queued')::timestamptz)::double precision AS queue_s,
        s.content->>'artifactId' AS artifact_id,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'build';
+FROM collector.subject_rows s WHERE s.subject_type = 'build';
 
 COMMENT ON VIEW api.builds IS 'Builds, one row per build (CDEvents build queued / started / finished), kept up to date at ingest. A build with no finished event stays running.';
 COMMENT ON COLUMN api.builds.build_id IS 'The build: CDEvents subject.id.';
@@ -395,7 +415,7 @@ COMMENT ON COLUMN api.builds.queue_s IS 'Time spent queued in seconds: started_a
 COMMENT ON COLUMN api.builds.artifact_id IS 'The artifact the build produced (content.artifactId, a purl); joins api.artifacts.artifact_id.';
 COMMENT ON COLUMN api.builds.last_event_at IS 'Time of the build''s latest event.';
 COMMENT ON COLUMN api.builds.events IS 'Number of distinct events of this build (replays are not counted).';
-COMMENT ON COLUMN api.builds.last_payload IS 'The build''s latest event as sent.';
+COMMENT ON COLUMN api.builds.last_payload IS 'The build''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.test_case_runs AS
 SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
@@ -416,7 +436,7 @@ SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
        extract(epoch FROM (s.predicate_times->>'started')::timestamptz
                         - (s.predicate_times->>'queued')::timestamptz)::double precision AS queue_s,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'testcaserun';
+FROM collector.subject_rows s WHERE s.subject_type = 'testcaserun';
 
 COMMENT ON VIEW api.test_case_runs IS 'Test case executions, one row per run (CDEvents 0.4+ testcaserun queued / started / finished / skipped, and CDEvents 0.3 testcase events, whose subject is the test case itself), kept up to date at ingest. A run with no finished or skipped event is not guessed to have ended.';
 COMMENT ON COLUMN api.test_case_runs.run_id IS 'The test case run: CDEvents subject.id (for CDEvents 0.3 testcase events, the test case).';
@@ -441,7 +461,7 @@ COMMENT ON COLUMN api.test_case_runs.duration_s IS 'Run time in seconds: finishe
 COMMENT ON COLUMN api.test_case_runs.queue_s IS 'Time spent queued in seconds: started_at - queued_at; null unless both are known.';
 COMMENT ON COLUMN api.test_case_runs.last_event_at IS 'Time of the run''s latest event.';
 COMMENT ON COLUMN api.test_case_runs.events IS 'Number of distinct events of this run (replays are not counted).';
-COMMENT ON COLUMN api.test_case_runs.last_payload IS 'The run''s latest event as sent.';
+COMMENT ON COLUMN api.test_case_runs.last_payload IS 'The run''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.test_suite_runs AS
 SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
@@ -459,7 +479,7 @@ SELECT s.subject_id AS run_id, s.subject_source AS source, s.first_time AS time,
        extract(epoch FROM (s.predicate_times->>'started')::timestamptz
                         - (s.predicate_times->>'queued')::timestamptz)::double precision AS queue_s,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'testsuiterun';
+FROM collector.subject_rows s WHERE s.subject_type = 'testsuiterun';
 
 COMMENT ON VIEW api.test_suite_runs IS 'Test suite executions, one row per run (CDEvents 0.4+ testsuiterun queued / started / finished, and CDEvents 0.3 testsuite events, whose subject is the suite itself), kept up to date at ingest. A run with no finished event stays running.';
 COMMENT ON COLUMN api.test_suite_runs.run_id IS 'The test suite run: CDEvents subject.id (for CDEvents 0.3 testsuite events, the suite).';
@@ -481,7 +501,7 @@ COMMENT ON COLUMN api.test_suite_runs.duration_s IS 'Run time in seconds: finish
 COMMENT ON COLUMN api.test_suite_runs.queue_s IS 'Time spent queued in seconds: started_at - queued_at; null unless both are known.';
 COMMENT ON COLUMN api.test_suite_runs.last_event_at IS 'Time of the run''s latest event.';
 COMMENT ON COLUMN api.test_suite_runs.events IS 'Number of distinct events of this run (replays are not counted).';
-COMMENT ON COLUMN api.test_suite_runs.last_payload IS 'The run''s latest event as sent.';
+COMMENT ON COLUMN api.test_suite_runs.last_payload IS 'The run''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.artifacts AS
 SELECT s.subject_id AS artifact_id, s.subject_source AS source, s.first_time AS time, s.status,
@@ -493,7 +513,7 @@ SELECT s.subject_id AS artifact_id, s.subject_source AS source, s.first_time AS 
        s.content->'change'->>'id' AS change_id, s.content->'change'->>'source' AS change_source,
        s.content->'sbom'->>'uri' AS sbom_uri, s.content->>'signature' AS signature,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'artifact';
+FROM collector.subject_rows s WHERE s.subject_type = 'artifact';
 
 COMMENT ON VIEW api.artifacts IS 'Artifacts (packages, images), one row per artifact (CDEvents artifact packaged / signed / published / downloaded / deleted), kept up to date at ingest. DORA lead time starts from the change an artifact was packaged from.';
 COMMENT ON COLUMN api.artifacts.artifact_id IS 'The artifact: CDEvents subject.id, usually a purl (pkg:oci/app@sha256:...).';
@@ -511,7 +531,7 @@ COMMENT ON COLUMN api.artifacts.sbom_uri IS 'Link to the artifact''s software bi
 COMMENT ON COLUMN api.artifacts.signature IS 'The artifact''s signature (content.signature of the signed event).';
 COMMENT ON COLUMN api.artifacts.last_event_at IS 'Time of the artifact''s latest event.';
 COMMENT ON COLUMN api.artifacts.events IS 'Number of distinct events of this artifact (replays are not counted).';
-COMMENT ON COLUMN api.artifacts.last_payload IS 'The artifact''s latest event as sent.';
+COMMENT ON COLUMN api.artifacts.last_payload IS 'The artifact''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.changes AS
 SELECT s.subject_id AS change_id, s.subject_source AS source, s.first_time AS time,
@@ -523,7 +543,7 @@ SELECT s.subject_id AS change_id, s.subject_source AS source, s.first_time AS ti
        (s.predicate_times->>'merged')::timestamptz AS merged_at,
        (s.predicate_times->>'abandoned')::timestamptz AS abandoned_at,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'change';
+FROM collector.subject_rows s WHERE s.subject_type = 'change';
 
 COMMENT ON VIEW api.changes IS 'Source changes (pull / merge requests), one row per change (CDEvents change created / updated / reviewed / merged / abandoned), kept up to date at ingest.';
 COMMENT ON COLUMN api.changes.change_id IS 'The change: CDEvents subject.id.';
@@ -539,7 +559,7 @@ COMMENT ON COLUMN api.changes.merged_at IS 'Time of the merged event; null while
 COMMENT ON COLUMN api.changes.abandoned_at IS 'Time of the abandoned event; null when not abandoned.';
 COMMENT ON COLUMN api.changes.last_event_at IS 'Time of the change''s latest event.';
 COMMENT ON COLUMN api.changes.events IS 'Number of distinct events of this change (replays are not counted).';
-COMMENT ON COLUMN api.changes.last_payload IS 'The change''s latest event as sent.';
+COMMENT ON COLUMN api.changes.last_payload IS 'The change''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.branches AS
 SELECT s.subject_id AS branch_id, s.subject_source AS source, s.first_time AS time,
@@ -547,7 +567,7 @@ SELECT s.subject_id AS branch_id, s.subject_source AS source, s.first_time AS ti
        (s.predicate_times->>'created')::timestamptz AS created_at,
        (s.predicate_times->>'deleted')::timestamptz AS deleted_at,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'branch';
+FROM collector.subject_rows s WHERE s.subject_type = 'branch';
 
 COMMENT ON VIEW api.branches IS 'Branches of source repositories, one row per branch (CDEvents branch created / deleted), kept up to date at ingest.';
 COMMENT ON COLUMN api.branches.branch_id IS 'The branch: CDEvents subject.id.';
@@ -559,7 +579,7 @@ COMMENT ON COLUMN api.branches.created_at IS 'Time of the created event; null wh
 COMMENT ON COLUMN api.branches.deleted_at IS 'Time of the deleted event; null while not deleted.';
 COMMENT ON COLUMN api.branches.last_event_at IS 'Time of the branch''s latest event.';
 COMMENT ON COLUMN api.branches.events IS 'Number of distinct events of this branch (replays are not counted).';
-COMMENT ON COLUMN api.branches.last_payload IS 'The branch''s latest event as sent.';
+COMMENT ON COLUMN api.branches.last_payload IS 'The branch''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.repositories AS
 SELECT s.subject_id AS repository_id, s.subject_source AS source, s.first_time AS time,
@@ -570,7 +590,7 @@ SELECT s.subject_id AS repository_id, s.subject_source AS source, s.first_time A
        (s.predicate_times->>'modified')::timestamptz AS modified_at,
        (s.predicate_times->>'deleted')::timestamptz AS deleted_at,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'repository';
+FROM collector.subject_rows s WHERE s.subject_type = 'repository';
 
 COMMENT ON VIEW api.repositories IS 'Source repositories, one row per repository (CDEvents repository created / modified / deleted), kept up to date at ingest.';
 COMMENT ON COLUMN api.repositories.repository_id IS 'The repository: CDEvents subject.id.';
@@ -586,7 +606,7 @@ COMMENT ON COLUMN api.repositories.modified_at IS 'Time of the latest modified e
 COMMENT ON COLUMN api.repositories.deleted_at IS 'Time of the deleted event; null while not deleted.';
 COMMENT ON COLUMN api.repositories.last_event_at IS 'Time of the repository''s latest event.';
 COMMENT ON COLUMN api.repositories.events IS 'Number of distinct events of this repository (replays are not counted).';
-COMMENT ON COLUMN api.repositories.last_payload IS 'The repository''s latest event as sent.';
+COMMENT ON COLUMN api.repositories.last_payload IS 'The repository''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.environments AS
 SELECT s.subject_id AS environment_id, s.subject_source AS source, s.first_time AS time,
@@ -596,7 +616,7 @@ SELECT s.subject_id AS environment_id, s.subject_source AS source, s.first_time 
        (s.predicate_times->>'modified')::timestamptz AS modified_at,
        (s.predicate_times->>'deleted')::timestamptz AS deleted_at,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'environment';
+FROM collector.subject_rows s WHERE s.subject_type = 'environment';
 
 COMMENT ON VIEW api.environments IS 'Deployment environments, one row per environment (CDEvents environment created / modified / deleted), kept up to date at ingest.';
 COMMENT ON COLUMN api.environments.environment_id IS 'The environment: CDEvents subject.id (what service events name in content.environment).';
@@ -610,7 +630,7 @@ COMMENT ON COLUMN api.environments.modified_at IS 'Time of the latest modified e
 COMMENT ON COLUMN api.environments.deleted_at IS 'Time of the deleted event; null while not deleted.';
 COMMENT ON COLUMN api.environments.last_event_at IS 'Time of the environment''s latest event.';
 COMMENT ON COLUMN api.environments.events IS 'Number of distinct events of this environment (replays are not counted).';
-COMMENT ON COLUMN api.environments.last_payload IS 'The environment''s latest event as sent.';
+COMMENT ON COLUMN api.environments.last_payload IS 'The environment''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.incidents AS
 SELECT s.subject_id AS incident_id, s.subject_source AS source, s.first_time AS time,
@@ -625,7 +645,7 @@ SELECT s.subject_id AS incident_id, s.subject_source AS source, s.first_time AS 
                    (s.predicate_times->>'reported')::timestamptz))::double precision
            AS time_to_restore_s,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'incident';
+FROM collector.subject_rows s WHERE s.subject_type = 'incident';
 
 COMMENT ON VIEW api.incidents IS 'Incidents in running services, one row per incident (CDEvents incident detected / reported / resolved), kept up to date at ingest. An incident without a resolved event stays open. These rows feed DORA change failure rate and time to restore.';
 COMMENT ON COLUMN api.incidents.incident_id IS 'The incident: CDEvents subject.id.';
@@ -643,7 +663,7 @@ COMMENT ON COLUMN api.incidents.resolved_at IS 'Time of the resolved event; null
 COMMENT ON COLUMN api.incidents.time_to_restore_s IS 'Seconds from the first of detected_at and reported_at to resolved_at; null while open or when neither detected nor reported arrived.';
 COMMENT ON COLUMN api.incidents.last_event_at IS 'Time of the incident''s latest event.';
 COMMENT ON COLUMN api.incidents.events IS 'Number of distinct events of this incident (replays are not counted).';
-COMMENT ON COLUMN api.incidents.last_payload IS 'The incident''s latest event as sent.';
+COMMENT ON COLUMN api.incidents.last_payload IS 'The incident''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.tickets AS
 SELECT s.subject_id AS ticket_id, s.subject_source AS source, s.first_time AS time,
@@ -660,7 +680,7 @@ SELECT s.subject_id AS ticket_id, s.subject_source AS source, s.first_time AS ti
        (s.predicate_times->>'updated')::timestamptz AS updated_at,
        (s.predicate_times->>'closed')::timestamptz AS closed_at,
        s.last_time AS last_event_at, s.events, s.last_payload
-FROM collector.subjects s WHERE s.subject_type = 'ticket';
+FROM collector.subject_rows s WHERE s.subject_type = 'ticket';
 
 COMMENT ON VIEW api.tickets IS 'Tickets of issue trackers, one row per ticket (CDEvents ticket created / updated / closed), kept up to date at ingest. Fields hold the newest value sent.';
 COMMENT ON COLUMN api.tickets.ticket_id IS 'The ticket: CDEvents subject.id.';
@@ -683,7 +703,7 @@ COMMENT ON COLUMN api.tickets.updated_at IS 'Time of the latest updated event; n
 COMMENT ON COLUMN api.tickets.closed_at IS 'Time of the closed event; null while open.';
 COMMENT ON COLUMN api.tickets.last_event_at IS 'Time of the ticket''s latest event.';
 COMMENT ON COLUMN api.tickets.events IS 'Number of distinct events of this ticket (replays are not counted).';
-COMMENT ON COLUMN api.tickets.last_payload IS 'The ticket''s latest event as sent.';
+COMMENT ON COLUMN api.tickets.last_payload IS 'The ticket''s latest event as sent; null once retention has dropped that event.';
 
 CREATE VIEW api.deployments AS
 SELECT d.time, d.environment, d.service, d.artifact_id, d.action,

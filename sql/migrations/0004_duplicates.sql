@@ -28,7 +28,11 @@ CREATE OR REPLACE FUNCTION collector.ingest(
 ) RETURNS TABLE (stored integer, duplicate_positions integer[], rejected integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- A batch's arrays are held in memory a few times over: keep them off temporary files.
-SET work_mem = '64MB' AS $$
+SET work_mem = '64MB'
+-- One plan per statement, made once per connection: a plan made for each call's arrays costs
+-- more than a small batch's whole insert (0.6 ms of 1.9 ms for one event), and a 2,000-event
+-- batch runs as fast on the generic plan.
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     stored_positions integer[];
     duplicates integer[];
