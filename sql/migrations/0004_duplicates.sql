@@ -114,14 +114,18 @@ BEGIN
     FROM kept k
     JOIN inserted s ON s.id = k.id AND s.source = k.source AND s.type = k.type;
 
-    INSERT INTO collector.rejected_events (received_at, received_via, reason, location, raw,
-                                           raw_size, metadata)
-    SELECT r.received_at, r.received_via, r.reason, r.location, r.raw, r.size,
-           coalesce(r.metadata::jsonb, '{}'::jsonb)
-    FROM unnest(rejected_received_ats, rejected_received_vias, rejected_reasons,
-                rejected_locations, rejected_raws, rejected_sizes, rejected_metadatas)
-         AS r(received_at, received_via, reason, location, raw, size, metadata);
-    GET DIAGNOSTICS n_rejected = ROW_COUNT;
+    -- Most batches reject nothing: skip the statement (starting it costs more than a small
+    -- batch's rows).
+    IF cardinality(rejected_raws) > 0 THEN
+        INSERT INTO collector.rejected_events (received_at, received_via, reason, location, raw,
+                                               raw_size, metadata)
+        SELECT r.received_at, r.received_via, r.reason, r.location, r.raw, r.size,
+               coalesce(r.metadata::jsonb, '{}'::jsonb)
+        FROM unnest(rejected_received_ats, rejected_received_vias, rejected_reasons,
+                    rejected_locations, rejected_raws, rejected_sizes, rejected_metadatas)
+             AS r(received_at, received_via, reason, location, raw, size, metadata);
+        GET DIAGNOSTICS n_rejected = ROW_COUNT;
+    END IF;
 
     -- Positions (1-based) of the events that were not stored because their identity was.
     IF cardinality(stored_positions) = coalesce(cardinality(ids), 0) THEN
