@@ -6,7 +6,7 @@ events); job events sent as measurement `start_job` or as
 `job,function=start_job` get the same type. Metric lines (`value`) are not events: they are
 counted and skipped. The id is a hash of the line's content and timestamp, so a resent line is
 a duplicate, and it always has the same time: the database keeps these identities in the time
-partitions themselves, which retention drops (sql/migrations/0003_hpc_retention.sql). Tags are
+partitions themselves, which retention drops (sql/migrations/0001_events.sql). Tags are
 checked where the ClusterCockpit specification is explicit (the `type` values, and a `type-id`
 with every type but `node`); anything it is silent about is kept as sent.
 """

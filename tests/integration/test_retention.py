@@ -16,9 +16,6 @@ import psycopg
 import pytest
 from psycopg.errors import InsufficientPrivilege, RaiseException
 
-from collector import ccmessage
-from collector.db import migrate as migrations
-from collector.events import Origin
 from collector.maintenance import FamilyMaintenance, maintain
 from collector.settings import RetentionSettings
 from tests.clustercockpit import job_line, store
@@ -300,55 +297,3 @@ def test_the_reader_queries_the_hpc_views(database_url: str, db: Conn) -> None:
         assert db.execute("SELECT family FROM api.event(%s)", (event_id,)).fetchall() == [
             ("cclog",)
         ]
-
-
-# -- the migration on a database with ClusterCockpit data ----------------------------------------
-
-
-def test_0003_moves_logs_rebuilds_jobs_and_moves_identities(empty_database_url: str) -> None:
-    shipped = migrations.load_migrations()
-    migrate(empty_database_url, [m for m in shipped if m.version == 1])
-    # Stored by the collector of 0001: everything ClusterCockpit in family ccmessage.
-    lines = [
-        cc_log("slurmd", days_ago(2)),
-        cc_event("node_state", days_ago(2)),
-        job_line("stop_job", {"jobId": 9, "jobState": "completed"}, epoch(days_ago(1))),
-        job_line("start_job", {"jobId": 9, "user": "alice"}, epoch(days_ago(2))),
-    ]
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
-        assert [store_as_0001(conn, line) for line in lines] == [(1, [])] * 4
-        assert conn.execute("SELECT count(*) FROM collector.event_identities").fetchone() == (4,)
-
-    migrate(empty_database_url, shipped)
-
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
-        assert counts(conn) == {"ccmessage": 3, "cclog": 1}
-        assert conn.execute("SELECT name FROM api.cluster_logs").fetchall() == [("slurmd",)]
-        assert conn.execute("SELECT count(*) FROM collector.event_identities").fetchone() == (0,)
-        assert conn.execute("SELECT job_id, state, user_name FROM api.jobs").fetchall() == [
-            ("9", "finished", "alice")
-        ]
-    # Replays are still duplicates, now through the partitions' identity index.
-    _, replay = store(empty_database_url, "\n".join(lines))
-    assert (replay.stored, replay.duplicates) == (0, frozenset(range(4)))
-
-
-def migrate(url: str, known: list[migrations.Migration]) -> None:
-    async def go() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await migrations.migrate(conn, known)
-
-    anyio.run(go)
-
-
-def store_as_0001(conn: Conn, line: str) -> tuple[int, list[int]]:
-    """One line stored as the collector before 0003 did: family ccmessage for logs too."""
-    [event] = ccmessage.decode(line, Origin("cc", NOW)).events
-    row = conn.execute(
-        "SELECT stored, duplicate_positions FROM collector.ingest(ARRAY[%s], ARRAY[%s],"
-        " ARRAY[%s], ARRAY[%s::timestamptz], ARRAY['ccmessage'], ARRAY[%s], ARRAY[NULL],"
-        " ARRAY[NULL], ARRAY[NULL], ARRAY[%s], ARRAY[NULL], ARRAY[now()], ARRAY['cc'])",
-        (event.id, event.source, event.type, event.time, event.subject, event.payload),
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), list(row[1])
