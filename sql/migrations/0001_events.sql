@@ -90,6 +90,13 @@ CREATE TABLE collector.events_raw PARTITION OF collector.events
 -- cost was not measurable against a BRIN index (docs/benchmarks.md, `collector bench api`).
 CREATE INDEX events_time ON collector.events (time);
 
+-- "What arrived lately" (the Collector health dashboard's ingest rate): received_at grows with
+-- the rows' physical order in every partition, so a BRIN index finds a recent window by
+-- reading a few pages per partition. Its ingest cost was not measurable; without it, six hours
+-- out of a million-row year took 0.6 s (a sequential scan) against 0.3 ms.
+CREATE INDEX events_received_at ON collector.events USING brin (received_at)
+    WITH (autosummarize = on);
+
 -- Identity (source, type, id) must be unique across all time partitions, and a replay must be
 -- recognised whenever it arrives: an unpartitioned table holds each identity and where
 -- (which time) its event lives. Its primary key starts with id, so lookups by id use it.
@@ -383,7 +390,7 @@ COMMENT ON COLUMN api.events.family IS 'Format family: cdevents, cloudevents, cc
 COMMENT ON COLUMN api.events.subject_type IS 'CDEvents subject parsed from the type (pipelinerun, service, ...); null for other families.';
 COMMENT ON COLUMN api.events.predicate IS 'CDEvents predicate parsed from the type (started, deployed, ...); null for other families.';
 COMMENT ON COLUMN api.events.type_version IS 'Version of the event type parsed from a CDEvents type (e.g. 0.2.0); null for other families.';
-COMMENT ON COLUMN api.events.received_at IS 'When collector received the event.';
+COMMENT ON COLUMN api.events.received_at IS 'When collector received the event. A range of it (what arrived lately) is found through an index.';
 COMMENT ON COLUMN api.events.received_via IS 'Name of the collector source that received the event (e.g. inbox).';
 COMMENT ON COLUMN api.events.payload IS 'The original event document as sent (the whole CDEvent or CloudEvent).';
 COMMENT ON COLUMN api.events.metadata IS 'Transport details: file name and line, headers, CloudEvent attributes of a wrapped CDEvent.';
