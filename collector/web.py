@@ -61,11 +61,14 @@ class WebApp:
             response.headers.append(("allow", allow))
             await _send(send, response)
             return
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = {n.lower().decode("latin-1"): v.decode("latin-1") for n, v in raw_headers}
+        if len(headers) != len(raw_headers):  # a repeated header: join its values
+            headers = {}
+            for raw_name, raw_value in raw_headers:
+                name = raw_name.lower().decode("latin-1")
+                value = raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
         raw_query: bytes = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
 
@@ -146,6 +149,8 @@ async def serve(
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         timeout_keep_alive=30,
         http="httptools",
+        # Nothing here reads the client's address or scheme: no middleware per request.
+        proxy_headers=False,
     )
     server = _Server(config)
     failed = False
