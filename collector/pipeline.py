@@ -75,7 +75,11 @@ class Pipeline:
             self.metrics.read_dropped(optional_sink.sink.name, optional_sink.read_dropped)
         self._queue: deque[Delivery] = deque()
         self._queued = 0  # events + rejections waiting
-        self._changed = Signal()
+        # Writers wait for deliveries, senders in enqueue() for room: two signals, so that an
+        # offer wakes a writer only when it matters (the first delivery, or a full batch), not
+        # once per request while the writer lingers for the batch to fill.
+        self._arrived = Signal()
+        self._room = Signal()
         self._closing = False
 
     @property
@@ -90,12 +94,7 @@ class Pipeline:
     @property
     def accepting(self) -> bool:
         """False while the queue is full or a required sink cannot commit."""
-        if self._closing or self._queued >= self.limits.queue_size:
-            return False
-        for sink in self.required:  # asked per request: no generator
-            if not sink.healthy:
-                return False
-        return True
+        return not self._closing and not self.saturated and all(s.healthy for s in self.required)
 
     async def deliver(self, delivery: Delivery) -> Delivery:
         """Queue a delivery (waiting for room) and return once required sinks committed it."""
@@ -109,15 +108,17 @@ class Pipeline:
         # A delivery larger than the queue is let in alone, so it cannot wait forever.
         if self._queued > 0 and self._queued + delivery.size > self.limits.queue_size:
             return False
-        self._queue.append(delivery)
+        queue = self._queue
+        queue.append(delivery)
         self._queued += delivery.size
-        self._changed.notify_all()
+        if len(queue) == 1 or self._queued >= self.limits.batch_size:
+            self._arrived.notify_all()
         return True
 
     async def enqueue(self, delivery: Delivery) -> None:
         """Queue a delivery, waiting for room; cancelling the wait leaves nothing queued."""
         while not self.offer(delivery):
-            await self._changed.wait()
+            await self._room.wait()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -141,7 +142,8 @@ class Pipeline:
     async def close(self) -> None:
         """Stop accepting deliveries; run() returns once everything queued is written."""
         self._closing = True
-        self._changed.notify_all()
+        self._arrived.notify_all()
+        self._room.notify_all()
 
     async def _write_batches(self) -> None:
         if self.limits.writers == 1:
@@ -163,7 +165,7 @@ class Pipeline:
         limits = self.limits
         while True:
             while not self._queue and not self._closing:
-                await self._changed.wait()
+                await self._arrived.wait()
             if not self._queue:
                 return []
             # Group commit: wait up to linger for more deliveries to fill the batch.
@@ -173,7 +175,7 @@ class Pipeline:
                 if remaining <= 0:
                     break
                 with anyio.move_on_after(remaining):
-                    await self._changed.wait()
+                    await self._arrived.wait()
             if self._queue:
                 break
             # Another writer lingering on the same queue took it all: wait for more. (An
@@ -185,7 +187,9 @@ class Pipeline:
             taken.append(delivery)
             size += delivery.size
         self._queued -= size
-        self._changed.notify_all()  # room for senders waiting in enqueue()
+        self._room.notify_all()  # for senders waiting in enqueue()
+        if self._queue:  # left over for the other writers
+            self._arrived.notify_all()
         return taken
 
     async def _write(self, deliveries: list[Delivery]) -> None:
