@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote
 
 import orjson
@@ -64,9 +64,9 @@ class RejectedEvent:
         return f"{self.location}: {self.reason}" if self.location else self.reason
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where documents came from, and what plain JSON without attributes gets."""
+class Origin(NamedTuple):
+    """Where documents came from, and what plain JSON without attributes gets. (Immutable; a
+    NamedTuple, as an HTTP source makes one per request: a frozen dataclass costs 5x more.)"""
 
     received_via: str
     received_at: datetime
