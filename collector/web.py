@@ -29,6 +29,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+MAX_HEADER_NAMES = 256  # decoded header names kept for the next requests
+
 
 class ClientDisconnected(Exception):
     pass
@@ -39,6 +41,13 @@ class WebApp:
 
     def __init__(self) -> None:
         self.routes: dict[str, dict[str, Handler]] = {}
+        self._header_names: dict[bytes, str] = {}  # as received → decoded, lower case
+
+    def _header_name(self, raw: bytes) -> str:
+        name = raw.lower().decode("latin-1")
+        if len(self._header_names) < MAX_HEADER_NAMES:  # senders repeat a few dozen names
+            self._header_names[raw] = name
+        return name
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         methods = self.routes.setdefault(path, {})
@@ -61,11 +70,17 @@ class WebApp:
             response.headers.append(("allow", allow))
             await _send(send, response)
             return
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        names = self._header_names
+        headers = {
+            names.get(n) or self._header_name(n): v.decode("latin-1") for n, v in raw_headers
+        }
+        if len(headers) != len(raw_headers):  # a repeated header: join its values
+            headers = {}
+            for raw_name, raw_value in raw_headers:
+                name = raw_name.lower().decode("latin-1")
+                value = raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
         raw_query: bytes = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"))) if raw_query else {}
 
@@ -146,6 +161,8 @@ async def serve(
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         timeout_keep_alive=30,
         http="httptools",
+        # Nothing here reads the client's address or scheme: no middleware per request.
+        proxy_headers=False,
     )
     server = _Server(config)
     failed = False
