@@ -81,6 +81,7 @@ class Pipeline:
         self._arrived = Signal()
         self._room = Signal()
         self._closing = False
+        self._writing = 0  # batches being written now
 
     @property
     def depth(self) -> int:
@@ -168,9 +169,17 @@ class Pipeline:
                 await self._arrived.wait()
             if not self._queue:
                 return []
-            # Group commit: wait up to linger for more deliveries to fill the batch.
+            # Group commit: while another batch is being written, wait up to linger for more
+            # deliveries to fill this one. With no write in flight the database is idle and
+            # waiting would only add latency: take what is there. So under load batches fill
+            # while the previous one commits, and a lone request is written at once.
             deadline = time.monotonic() + limits.linger_s
-            while self._queue and self._queued < limits.batch_size and not self._closing:
+            while (
+                self._queue
+                and self._queued < limits.batch_size
+                and self._writing
+                and not self._closing
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -193,6 +202,14 @@ class Pipeline:
         return taken
 
     async def _write(self, deliveries: list[Delivery]) -> None:
+        self._writing += 1
+        try:
+            await self._write_batch(deliveries)
+        finally:
+            self._writing -= 1
+            self._arrived.notify_all()  # a writer lingering for this write to end can go
+
+    async def _write_batch(self, deliveries: list[Delivery]) -> None:
         batch = Batch()
         for delivery in deliveries:
             batch.events.extend(delivery.events)

@@ -79,7 +79,11 @@ class DatabaseSettings(Section):
 class PipelineSettings(Section):
     queue_size: int = Field(default=20_000, ge=1, description="events waiting for the sinks")
     batch_size: int = Field(default=2_000, ge=1, description="events per database transaction")
-    linger_ms: float = Field(default=20, ge=0, description="wait this long to fill a batch")
+    linger_ms: float = Field(
+        default=20,
+        ge=0,
+        description="while another batch is being written, wait up to this long to fill a batch",
+    )
     writers: int = Field(
         default=2, ge=1, le=16, description="batches written at once, each in its own transaction"
     )

@@ -350,23 +350,55 @@ async def test_offer_queues_only_when_there_is_room_now() -> None:
     assert sorted(key[2] for key in sink.events) == ["a", "b", "c"]
 
 
-async def test_both_writers_keep_writing_after_lingering_on_the_same_queue() -> None:
-    linger = 0.25
+async def test_a_lone_delivery_is_written_at_once_when_no_batch_is_being_written() -> None:
+    sink = RecordingSink()
+    pipeline = Pipeline([sink], [], limits(batch_size=100, linger_s=FOREVER))
+    async with pipeline_tasks(pipeline) as running:
+        with anyio.fail_after(5):  # an idle database gains nothing from the (hour-long) linger
+            await running.deliver(delivery("a")).wait()
+
+    assert sink.batches == [["a"]]
+
+
+async def test_deliveries_arriving_while_a_batch_is_written_are_grouped() -> None:
     sink = BlockingSink()
-    two_writers = PipelineLimits(queue_size=100, batch_size=2, linger_s=linger, writers=2)
+    two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
     pipeline = Pipeline([sink], [], two_writers)
     async with pipeline_tasks(pipeline) as running:
-        running.deliver(delivery("a"))
-        await wait_all_tasks_blocked()  # both writers linger on the one queued delivery
-        running.deliver(delivery("b"))  # the batch is full: one writer takes both
-        await sink.entered.wait()
-        await anyio.sleep(2 * linger)  # past the other writer's linger, on an empty queue
-        sink.entered = anyio.Event()
-        running.deliver(delivery("c", "d"))
-        with anyio.move_on_after(5):
-            await sink.entered.wait()  # the other writer is still there and writes meanwhile
+        first = running.deliver(delivery("x"))
+        await sink.entered.wait()  # one writer writes x and waits for its commit
+        later = [running.deliver(delivery(n)) for n in ("a", "b", "c")]
+        await wait_all_tasks_blocked()
+        assert sink.batches == [["x"]]  # the other writer lingers while x is written
+        sink.release.set()  # x committed: the lingering writer takes all three at once
+        for pending in [first, *later]:
+            await pending.wait()
 
-        assert sink.batches == [["a", "b"], ["c", "d"]]
+    assert sink.batches == [["x"], ["a", "b", "c"]]
+
+
+async def test_both_writers_keep_writing_after_racing_for_the_same_queue() -> None:
+    linger = 0.25
+    sink = BlockingSink()
+    two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=linger, writers=2)
+    pipeline = Pipeline([sink], [], two_writers)
+    async with pipeline_tasks(pipeline) as running:
+        running.deliver(delivery("x"))
+        await sink.entered.wait()
+        running.deliver(delivery("a"))  # the other writer lingers while x is written
+        await wait_all_tasks_blocked()
+        sink.release.set()  # both writers now race for "a": one takes it, one finds nothing
+        await anyio.sleep(2 * linger)
+        sink.release = anyio.Event()
+        sink.entered = anyio.Event()
+        running.deliver(delivery("c"))
+        await sink.entered.wait()  # one writer holds c ...
+        sink.entered = anyio.Event()
+        running.deliver(delivery("d"))
+        with anyio.move_on_after(5):
+            await sink.entered.wait()  # ... and the other is still there: d after its linger
+
+        assert sink.batches == [["x"], ["a"], ["c"], ["d"]]
         sink.release.set()
 
 
@@ -404,18 +436,26 @@ async def test_close_drains_what_is_queued_then_run_returns() -> None:
 
 
 async def test_close_does_not_wait_for_the_linger() -> None:
-    sink = RecordingSink()
-    pipeline = Pipeline([sink], [], limits(batch_size=100, linger_s=FOREVER))
+    sink = BlockingSink()
+    two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
+    pipeline = Pipeline([sink], [], two_writers)
     async with pipeline_tasks(pipeline) as running:
+        writing = running.deliver(delivery("x"))
+        await sink.entered.wait()
+        sink.entered = anyio.Event()
         pending = running.deliver(delivery("a"))
         await wait_all_tasks_blocked()
-        assert not pending.finished.is_set()  # the writer lingers for a fuller batch
+        assert sink.batches == [["x"]]  # the other writer lingers for a fuller batch
 
         await pipeline.close()
+        with anyio.fail_after(5):
+            await sink.entered.wait()  # it writes "a" now, while x is still being written
+        sink.release.set()
+        await writing.wait()
         await pending.wait()
         await running.returned.wait()
 
-    assert sink.batches == [["a"]]
+    assert sink.batches == [["x"], ["a"]]
 
 
 async def test_a_delivery_waiting_for_room_at_close_is_refused() -> None:
