@@ -81,7 +81,7 @@ class Pipeline:
         self._arrived = Signal()
         self._room = Signal()
         self._closing = False
-        self._writing = 0  # batches being written now
+        self._writing: list[int] = []  # the sizes of the batches being written now
 
     @property
     def depth(self) -> int:
@@ -112,7 +112,11 @@ class Pipeline:
         queue = self._queue
         queue.append(delivery)
         self._queued += delivery.size
-        if len(queue) == 1 or self._queued >= self.limits.batch_size:
+        if (
+            len(queue) == 1
+            or self._queued >= self.limits.batch_size
+            or (self._writing and self._queued >= max(self._writing))
+        ):
             self._arrived.notify_all()
         return True
 
@@ -169,15 +173,18 @@ class Pipeline:
                 await self._arrived.wait()
             if not self._queue:
                 return []
-            # Group commit: while another batch is being written, wait up to linger for more
-            # deliveries to fill this one. With no write in flight the database is idle and
-            # waiting would only add latency: take what is there. So under load batches fill
-            # while the previous one commits, and a lone request is written at once.
+            # Group commit: while another batch is being written, wait up to linger for this
+            # one to fill — to the batch size, or to the size of the largest batch in flight,
+            # whichever comes first. With no write in flight the database is idle and waiting
+            # would only add latency: take what is there. So a lone request is written at
+            # once; under load, batches fill while others commit, and two writers overlap
+            # (each commit's WAL flush hidden behind the other's work) with batches of about
+            # the same size instead of taking turns.
             deadline = time.monotonic() + limits.linger_s
             while (
                 self._queue
-                and self._queued < limits.batch_size
                 and self._writing
+                and self._queued < min(limits.batch_size, max(self._writing))
                 and not self._closing
             ):
                 remaining = deadline - time.monotonic()
@@ -189,9 +196,12 @@ class Pipeline:
                 break
             # Another writer lingering on the same queue took it all: wait for more. (An
             # empty answer here used to end this writer for good: `writers = 2` became 1.)
+        # The idle writers share what is queued: one batch each, so that their commits
+        # overlap rather than one writer taking it all and the others waiting for it.
+        share = min(limits.batch_size, -(-self._queued // (limits.writers - len(self._writing))))
         taken: list[Delivery] = []
         size = 0
-        while self._queue and (not taken or size + self._queue[0].size <= limits.batch_size):
+        while self._queue and (not taken or size + self._queue[0].size <= share):
             delivery = self._queue.popleft()
             taken.append(delivery)
             size += delivery.size
@@ -202,11 +212,12 @@ class Pipeline:
         return taken
 
     async def _write(self, deliveries: list[Delivery]) -> None:
-        self._writing += 1
+        size = sum(d.size for d in deliveries)
+        self._writing.append(size)
         try:
             await self._write_batch(deliveries)
         finally:
-            self._writing -= 1
+            self._writing.remove(size)
             self._arrived.notify_all()  # a writer lingering for this write to end can go
 
     async def _write_batch(self, deliveries: list[Delivery]) -> None:

@@ -365,16 +365,33 @@ async def test_deliveries_arriving_while_a_batch_is_written_are_grouped() -> Non
     two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
     pipeline = Pipeline([sink], [], two_writers)
     async with pipeline_tasks(pipeline) as running:
-        first = running.deliver(delivery("x"))
-        await sink.entered.wait()  # one writer writes x and waits for its commit
-        later = [running.deliver(delivery(n)) for n in ("a", "b", "c")]
+        first = running.deliver(delivery("x", "y", "z"))
+        await sink.entered.wait()  # one writer writes x, y, z and waits for its commit
+        sink.entered = anyio.Event()
+        later = [running.deliver(delivery(n)) for n in ("a", "b")]
         await wait_all_tasks_blocked()
-        assert sink.batches == [["x"]]  # the other writer lingers while x is written
-        sink.release.set()  # x committed: the lingering writer takes all three at once
+        assert sink.batches == [["x", "y", "z"]]  # the other lingers: 2 < the 3 in flight
+        later.append(running.deliver(delivery("c")))
+        await sink.entered.wait()  # as many as in flight: written while x, y, z still are
+        assert sink.batches == [["x", "y", "z"], ["a", "b", "c"]]
+        sink.release.set()
         for pending in [first, *later]:
             await pending.wait()
 
-    assert sink.batches == [["x"], ["a", "b", "c"]]
+
+async def test_idle_writers_share_what_is_queued() -> None:
+    sink = RecordingSink()
+    two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
+    pipeline = Pipeline([sink], [], two_writers)
+    async with pipeline_tasks(pipeline, start=False) as running:
+        pendings = [running.deliver(delivery(n)) for n in ("a", "b", "c", "d")]
+        await wait_all_tasks_blocked()
+        await running.start()
+        for pending in pendings:
+            await pending.wait()
+
+    # One batch each, written at the same time, rather than one writer taking all four.
+    assert sink.batches == [["a", "b"], ["c", "d"]]
 
 
 async def test_both_writers_keep_writing_after_racing_for_the_same_queue() -> None:
@@ -440,12 +457,12 @@ async def test_close_does_not_wait_for_the_linger() -> None:
     two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
     pipeline = Pipeline([sink], [], two_writers)
     async with pipeline_tasks(pipeline) as running:
-        writing = running.deliver(delivery("x"))
+        writing = running.deliver(delivery("x", "y"))
         await sink.entered.wait()
         sink.entered = anyio.Event()
         pending = running.deliver(delivery("a"))
         await wait_all_tasks_blocked()
-        assert sink.batches == [["x"]]  # the other writer lingers for a fuller batch
+        assert sink.batches == [["x", "y"]]  # the other writer lingers for a fuller batch
 
         await pipeline.close()
         with anyio.fail_after(5):
@@ -455,7 +472,7 @@ async def test_close_does_not_wait_for_the_linger() -> None:
         await pending.wait()
         await running.returned.wait()
 
-    assert sink.batches == [["x"], ["a"]]
+    assert sink.batches == [["x", "y"], ["a"]]
 
 
 async def test_a_delivery_waiting_for_room_at_close_is_refused() -> None:
