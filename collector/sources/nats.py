@@ -51,7 +51,6 @@ STATUS_HEADER = js_api.Header.STATUS.value
 DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
 FETCH_TIMEOUT_S = 1.0  # a pull request expires after this long; stop is checked in between
 PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
-_NO_HEADERS: dict[str, str] = {}  # shared by messages without headers: only ever read
 
 
 @dataclass
@@ -407,21 +406,18 @@ class NatsSource:
     ) -> None:
         s = self.settings
         raw_headers = message.headers
+        headers = {k.lower(): v for k, v in raw_headers.items()} if raw_headers else {}
         subject = message.subject
         metadata: dict[str, Any] = {"subject": subject}
         delivery = _delivery_info(message.reply)
         if delivery is not None:
             metadata["stream_sequence"], metadata["delivered"] = delivery
-        if raw_headers:
-            headers = {k.lower(): v for k, v in raw_headers.items()}
-            if s.headers:
-                kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
-                if kept:
-                    metadata["headers"] = kept
-            type_header = headers.get(s.type_header.lower()) if s.type_header else None
-            id_header = headers.get(s.id_header.lower()) if s.id_header else None
-        else:
-            headers, type_header, id_header = _NO_HEADERS, None, None
+        if headers and s.headers:
+            kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
+            if kept:
+                metadata["headers"] = kept
+        type_header = headers.get(s.type_header.lower()) if s.type_header and headers else None
+        id_header = headers.get(s.id_header.lower()) if s.id_header and headers else None
         key = (subject, type_header, id_header)
         origin = origins.get(key)
         if origin is None:
@@ -436,7 +432,7 @@ class NatsSource:
         data: bytes = message.data
         fmt = s.format
         try:
-            if headers and headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
+            if headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
                 doc = binary_cloudevent(headers, data)
                 events.append(normalise(doc, None, origin, metadata))
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
@@ -498,9 +494,7 @@ def _subject_matches(pattern: str, subject: str) -> bool:
 
 
 def _looks_like_json(data: bytes) -> bool:
-    head = data[:1]
-    if head.isspace():
-        head = data.lstrip()[:1]
+    head = data.lstrip()[:1]
     return head in (b"{", b"[")
 
 
@@ -524,9 +518,9 @@ async def _ack_all(client: Client, messages: list[Msg]) -> None:
     """Ack the messages with one write to the connection.
 
     Through nats-py, every ack is a publish: subject checks, a pending-buffer append and a
-    flush kick, ~5 µs each, as much as decoding the message. Here the same PUB frames
-    (an empty payload is an ack) are queued at once on the client's pending buffer, which
-    its flusher writes — or, should the connection be down, writes after the reconnect.
+    flush kick, ~6 µs each (9% of the collector's CPU in bench nats). Here the same PUB
+    frames (an empty payload is an ack) are queued at once on the client's pending buffer,
+    which its flusher task writes. A reconnecting client takes the public path.
     """
     send = getattr(client, "_send_command", None)
     flush = getattr(client, "_flush_pending", None)
