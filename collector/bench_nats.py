@@ -5,7 +5,8 @@ JetStream stream and times, from the first publish, until `collector run` — a 
 process, as users run it — has committed and acknowledged every one. The baseline is raw COPY
 of the same payloads into a bare table on the same server. Each step gets a fresh database
 and a CHECKPOINT; a warm-up round comes first, then the median of the runs; counts are
-verified exactly, and the collector's peak RSS and CPU time are reported.
+verified exactly, and the collector's peak RSS and the CPU time per event of each process
+(collector, PostgreSQL, nats-server, the publisher) are reported.
 """
 
 from __future__ import annotations
@@ -26,17 +27,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import anyio
+import anyio.abc
 import nats
 import orjson
 import psycopg
+from anyio.streams.buffered import BufferedByteReceiveStream
 from nats.aio.client import Client
 from nats.js import api as js_api
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from collector.bench import own_cpu, peak_rss_kb, process_cpu
+from collector.bench import (
+    _server_cpu,
+    cpu_since,
+    own_cpu,
+    peak_rss_kb,
+    print_notes,
+    process_cpu,
+)
 from collector.cli import to_toml
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
@@ -48,6 +59,8 @@ from collector.settings import config_path, load_settings
 WARMUP_EVENTS = 20_000
 COPY_CHUNK = 1 << 20
 POLL_S = 0.02
+MAX_POLL_S = 0.25
+PUBLISH_CHUNK = 1000  # messages per write of the publisher
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -57,8 +70,9 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         help="JetStream → collector run → PostgreSQL, against raw COPY",
         description="Publish N ~1 KB CDEvents to JetStream and time until `collector run` "
         "(a separate process) committed them all, against raw COPY of the same payloads "
-        "into a bare table on the same server. Prints events/s, the ratio, and the "
-        "collector's peak RSS. --config supplies the collector's [pipeline] and [database] "
+        "into a bare table on the same server. Prints events/s, the ratio, the collector's "
+        "peak RSS and the CPU time per event of the collector, PostgreSQL, nats-server and "
+        "the publisher. --config supplies the collector's [pipeline] and [database] "
         "pool_size settings (default: the built-in defaults).",
     )
     _option(bench, "--events", int, 200_000, "COLLECTOR_BENCH_EVENTS", "events per run")
@@ -107,6 +121,8 @@ class Timing:
     cpu_s: float = 0.0
     publish_s: float = 0.0
     client_cpu_s: float = 0.0  # this process: publishing and polling
+    server_cpu_s: float | None = None  # PostgreSQL, when on this machine
+    nats_cpu_s: float | None = None  # nats-server, when on this machine
 
     @property
     def rate(self) -> float:
@@ -160,7 +176,18 @@ def cmd_nats(args: argparse.Namespace) -> int:
                 "shared by this client, the servers and the collector",
                 flush=True,
             )
-            bench = Bench(admin_url, url, work, tuning, source)
+            postmaster = print_notes(
+                admin_url,
+                "embedded" if not args.database_url else "given URL",
+                "this publisher, nats-server, the collector and PostgreSQL",
+            )
+            nats_pid = nats_server_pid(url)
+            print(
+                f"nats: {url}"
+                + (f", nats-server pid {nats_pid}" if nats_pid else ", CPU not measured"),
+                flush=True,
+            )
+            bench = Bench(admin_url, url, work, tuning, source, postmaster, nats_pid)
             bench.copy(warmup)
             bench.collector(warmup)
             copies: list[Timing] = []
@@ -176,6 +203,7 @@ def cmd_nats(args: argparse.Namespace) -> int:
         f"median: COPY {copy_rate:,.0f} events/s, collector {collector_rate:,.0f} events/s, "
         f"ratio {collector_rate / copy_rate:.2f}; collector peak RSS {peak / 1024:,.0f} MiB"
     )
+    print(_cpu_per_event(copies, runs))
     return 0
 
 
@@ -183,8 +211,30 @@ def _line(label: str, copy: Timing, run: Timing) -> str:
     return (
         f"{label}: COPY {copy.rate:,.0f} events/s, collector {run.rate:,.0f} events/s, "
         f"ratio {run.rate / copy.rate:.2f} (collector: {run.seconds:.1f} s, CPU {run.cpu_s:.1f} s, "
-        f"peak RSS {run.peak_rss_kb / 1024:,.0f} MiB; publisher: {run.publish_s:.1f} s, "
-        f"CPU {run.client_cpu_s:.1f} s)"
+        f"peak RSS {run.peak_rss_kb / 1024:,.0f} MiB; server CPU {_seconds(run.server_cpu_s)}; "
+        f"nats-server CPU {_seconds(run.nats_cpu_s)}; publisher: {run.publish_s:.1f} s, "
+        f"CPU {run.client_cpu_s:.1f} s; COPY server CPU {_seconds(copy.server_cpu_s)})"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} s"
+
+
+def _cpu_per_event(copies: list[Timing], runs: list[Timing]) -> str:
+    """Median CPU per event of each process: less noisy than events/s on a shared machine."""
+
+    def us(values: list[float | None], events: int) -> str:
+        known = [v for v in values if v is not None]
+        return f"{statistics.median(known) / events * 1e6:,.1f} µs" if known else "not measured"
+
+    events = runs[0].events
+    return (
+        f"CPU per event (median): COPY: server {us([c.server_cpu_s for c in copies], events)}; "
+        f"collector run: collector {us([r.cpu_s for r in runs], events)}, "
+        f"server {us([r.server_cpu_s for r in runs], events)}, "
+        f"nats-server {us([r.nats_cpu_s for r in runs], events)}, "
+        f"publisher and polling {us([r.client_cpu_s for r in runs], events)}"
     )
 
 
@@ -196,12 +246,29 @@ class Bench:
         work: Path,
         tuning: dict[str, Any],
         source: dict[str, Any],
+        postmaster: int | None = None,
+        nats_pid: int | None = None,
     ) -> None:
         self.admin_url = admin_url
         self.nats_url = nats_url
         self.work = work
         self.tuning = tuning
         self.source = source
+        self.postmaster = postmaster
+        self.nats_pid = nats_pid
+
+    def _server_cpu(self, url: str) -> dict[int, float] | None:
+        if self.postmaster is None:
+            return None
+        return _server_cpu(self.postmaster, str(conninfo_to_dict(url)["dbname"]))
+
+    def _nats_cpu(self) -> float | None:
+        if self.nats_pid is None:
+            return None
+        try:
+            return process_cpu(self.nats_pid)
+        except OSError:
+            return None
 
     def copy(self, workload: Workload) -> Timing:
         """The database's own ceiling: one COPY of the same payloads, one transaction."""
@@ -211,16 +278,18 @@ class Bench:
             conn.commit()
             self._checkpoint()
             data = memoryview(workload.copy_data)
+            server_before = self._server_cpu(url)
             started = time.perf_counter()
             with conn.cursor() as cur, cur.copy(queries()["bench_baseline_copy"]) as copy:
                 for offset in range(0, len(data), COPY_CHUNK):
                     copy.write(data[offset : offset + COPY_CHUNK])
             conn.commit()
             seconds = time.perf_counter() - started
+            server_cpu = cpu_since(server_before, self._server_cpu(url))
             row = conn.execute(queries()["bench_baseline_count"]).fetchone()
             if row is None or row[0] != expected:
                 raise BenchmarkFailed(f"COPY stored {row} rows, expected {expected}")
-        return Timing(expected, seconds)
+        return Timing(expected, seconds, server_cpu_s=server_cpu)
 
     def collector(self, workload: Workload) -> Timing:
         """`collector run` from the first publish until every message is acknowledged (so
@@ -234,6 +303,7 @@ class Bench:
             try:
                 self._checkpoint()
                 cpu_before = process_cpu(process.pid)
+                server_before, nats_before = self._server_cpu(url), self._nats_cpu()
                 client_before = own_cpu()
                 started = time.perf_counter()
                 publish_s = anyio.run(self._publish, prefix, workload.payloads)
@@ -241,6 +311,13 @@ class Bench:
                 seconds = time.perf_counter() - started
                 client_cpu = own_cpu() - client_before
                 peak, cpu = peak_rss_kb(process.pid), process_cpu(process.pid) - cpu_before
+                server_cpu = cpu_since(server_before, self._server_cpu(url))
+                nats_after = self._nats_cpu()
+                nats_cpu = (
+                    nats_after - nats_before
+                    if nats_after is not None and nats_before is not None
+                    else None
+                )
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -256,7 +333,7 @@ class Bench:
                     f"collector stored (rows, identities, rejected) = {row}, "
                     f"expected ({expected}, {expected}, 0)"
                 )
-        return Timing(expected, seconds, peak, cpu, publish_s, client_cpu)
+        return Timing(expected, seconds, peak, cpu, publish_s, client_cpu, server_cpu, nats_cpu)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -340,41 +417,158 @@ class Bench:
             await client.close()
 
     async def _publish(self, prefix: str, payloads: list[bytes]) -> float:
-        """Core NATS publishes into the stream's subjects, flushed every 10,000."""
-        client = await self._connect()
-        started = time.perf_counter()
-        try:
+        """Core NATS publishes into the stream's subjects, written by a minimal client.
+
+        The load generator must not be what is measured: nats-py spends ~8 µs of CPU per
+        publish here, taken from the two cores the collector and PostgreSQL share. PUB
+        frames are written 1,000 at a time on a plain connection (the same bytes land in
+        the stream); a PING answered by PONG at the end means the server has read them all.
+        """
+        async with await _PlainNats.connect(self.nats_url) as client:
+            subjects = [f"{prefix}.cd.{index}".encode() for index in range(16)]
+            started = time.perf_counter()
+            frames: list[bytes] = []
             for index, payload in enumerate(payloads, start=1):
-                await client.publish(f"{prefix}.cd.{index % 16}", payload)
-                if index % 10_000 == 0:
-                    await client.flush(timeout=60)
-            await client.flush(timeout=60)
+                frames.append(
+                    b"PUB %s %d\r\n%s\r\n" % (subjects[index % 16], len(payload), payload)
+                )
+                if len(frames) == PUBLISH_CHUNK:
+                    await client.send(b"".join(frames))
+                    frames = []
+            if frames:
+                await client.send(b"".join(frames))
+            await client.ping()
             return time.perf_counter() - started
-        finally:
-            await client.close()
 
     async def _wait_acked(
         self, stream: str, tag: str, expected: int, process: subprocess.Popen[bytes]
     ) -> None:
+        """Poll the consumer until its ack floor reaches `expected` with nothing pending.
+
+        Polls cost CPU here and in nats-server, which the collector shares: every 20 ms near
+        the end (the clock's resolution), less often while the end is far (a quarter of the
+        remaining time at the rate so far, at most 250 ms)."""
         client = await self._connect()
         js = client.jetstream()
         deadline = time.monotonic() + max(300.0, expected / 500)
+        first: tuple[float, int] | None = None
         try:
             while True:
-                stored = (await js.stream_info(stream)).state.messages
-                if stored > expected:
-                    raise BenchmarkFailed(f"stream holds {stored} messages, expected {expected}")
                 info = await js.consumer_info(stream, f"collector_{tag}")
                 floor = info.ack_floor.stream_seq if info.ack_floor else 0
-                if stored == expected and floor == expected and not info.num_ack_pending:
+                if floor >= expected and not info.num_ack_pending:
+                    stored = (await js.stream_info(stream)).state.messages
+                    if stored != expected:
+                        raise BenchmarkFailed(
+                            f"stream holds {stored} messages, expected {expected}"
+                        )
                     return
                 if process.poll() is not None:
                     raise BenchmarkFailed(f"collector exited with {process.returncode}")
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise BenchmarkFailed(f"not done in time: {floor} of {expected} acked")
-                await anyio.sleep(POLL_S)
+                if first is None:
+                    first = (now, floor)
+                pause = 5 * POLL_S
+                if floor > first[1]:
+                    left_s = (expected - floor) * (now - first[0]) / (floor - first[1])
+                    pause = min(MAX_POLL_S, max(POLL_S, left_s / 4))
+                await anyio.sleep(pause)
         finally:
             await client.close()
+
+
+class _PlainNats:
+    """Just enough of the NATS client protocol to publish: CONNECT, PUB, PING/PONG."""
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self._stream = stream
+        self._input = BufferedByteReceiveStream(stream)
+
+    @classmethod
+    async def connect(cls, url: str) -> _PlainNats:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        if parts.scheme not in ("nats", ""):
+            raise BenchmarkFailed(f"bench nats: publisher: {url}: only nats:// URLs (no TLS)")
+        stream = await anyio.connect_tcp(parts.hostname or "127.0.0.1", parts.port or 4222)
+        client = cls(stream)
+        try:
+            info = orjson.loads((await client._line()).removeprefix(b"INFO "))
+            if info.get("tls_required"):
+                raise BenchmarkFailed(f"bench nats: publisher: {url} requires TLS")
+            options: dict[str, Any] = {
+                "verbose": False,
+                "pedantic": False,
+                "name": "collector-bench-publisher",
+                "lang": "python",
+                "version": "0",
+                "protocol": 1,
+            }
+            if parts.username and parts.password is not None:
+                options["user"] = unquote(parts.username)
+                options["pass"] = unquote(parts.password)
+            elif parts.username:
+                options["auth_token"] = unquote(parts.username)
+            await stream.send(b"CONNECT " + orjson.dumps(options) + b"\r\n")
+            await client.ping()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return client
+
+    async def __aenter__(self) -> _PlainNats:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stream.aclose()
+
+    async def send(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def ping(self) -> None:
+        """PING, then wait for the PONG: the server has processed everything sent before."""
+        await self._stream.send(b"PING\r\n")
+        while True:
+            line = await self._line()
+            if line == b"PONG":
+                return
+            if line == b"PING":
+                await self._stream.send(b"PONG\r\n")
+            elif line.startswith(b"-ERR"):
+                raise BenchmarkFailed(f"bench nats: publisher: {line.decode(errors='replace')}")
+
+    async def _line(self) -> bytes:
+        return await self._input.receive_until(b"\r\n", 64 * 1024)
+
+
+def nats_server_pid(url: str) -> int | None:
+    """The pid of the nats-server process listening on the URL's port on this machine, or
+    None (another host, or not visible to us)."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    port = f"{parts.port or 4222:04X}"
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(f":{port}") and fields[3] == "0A":  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if not Path(f"/proc/{entry.name}/comm").read_text().startswith("nats-server"):
+                continue
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path) in inodes:
+                        return int(entry.name)
+    return None
 
 
 async def _migrate(url: str) -> None:
@@ -435,8 +629,14 @@ def _free_port() -> int:
 
 async def _answers(url: str) -> bool:
     try:
-        client = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+        client = await nats.connect(
+            url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+        )
     except (nats.errors.Error, OSError, TimeoutError):
         return False
     await client.close()
     return True
+
+
+async def _ignore_error(exc: Exception) -> None:
+    """nats-py prints a traceback for every refused connection while nats-server starts."""

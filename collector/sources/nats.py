@@ -257,14 +257,16 @@ class NatsSource:
                     continue
                 # Hand over what arrives as it arrives, until the request is complete.
                 while messages := await puller.next_messages():
-                    await self._hand_over(messages, intake, settling)
+                    await self._hand_over(puller.client, messages, intake, settling)
                 if puller.problem:
                     log.info("nats_pull_ended", source=self.name, status=puller.problem)
         finally:
             with anyio.CancelScope(shield=True):
                 await puller.close()
 
-    async def _hand_over(self, messages: list[Msg], intake: Intake, settling: TaskGroup) -> None:
+    async def _hand_over(
+        self, client: Client, messages: list[Msg], intake: Intake, settling: TaskGroup
+    ) -> None:
         delivery, invalid = self.decode_all(messages, datetime.now(UTC))
         self.received += len(messages)
         try:
@@ -276,9 +278,11 @@ class NatsSource:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._nak(messages, "shutdown", delay=0)
             raise
-        settling.start_soon(self._settle, messages, invalid, delivery)
+        settling.start_soon(self._settle, client, messages, invalid, delivery)
 
-    async def _settle(self, messages: list[Msg], invalid: list[bool], delivery: Delivery) -> None:
+    async def _settle(
+        self, client: Client, messages: list[Msg], invalid: list[bool], delivery: Delivery
+    ) -> None:
         """Ack once the required sinks committed; nak with a delay when they gave up."""
         try:
             await delivery.done.wait()
@@ -291,13 +295,16 @@ class NatsSource:
         if delivery.error is not None:
             await self._nak(messages, str(delivery.error))
             return
-        for message, unusable in zip(messages, invalid, strict=True):
-            # Acks are best effort: a lost ack means a redelivery, which is a duplicate.
-            if unusable:
-                self.terminated += 1
-                await _quietly(message.term())
-            else:
-                await _quietly(message.ack())
+        # Acks are best effort: a lost ack means a redelivery, which is a duplicate.
+        if any(invalid):
+            for message, unusable in zip(messages, invalid, strict=True):
+                if unusable:
+                    self.terminated += 1
+                    await _quietly(message.term())
+                else:
+                    await _quietly(message.ack())
+        else:
+            await _ack_all(client, messages)
 
     async def _nak(self, messages: list[Msg], reason: str, delay: float | None = None) -> None:
         log.warning("nats_nak", source=self.name, messages=len(messages), error=reason)
@@ -505,6 +512,28 @@ def _delivery_info(reply: str) -> tuple[int, int] | None:
         return int(tokens[5 + offset]), int(tokens[4 + offset])
     except (IndexError, ValueError):
         return None
+
+
+async def _ack_all(client: Client, messages: list[Msg]) -> None:
+    """Ack the messages with one write to the connection.
+
+    Through nats-py, every ack is a publish: subject checks, a pending-buffer append and a
+    flush kick, ~6 µs each (9% of the collector's CPU in bench nats). Here the same PUB
+    frames (an empty payload is an ack) are queued at once on the client's pending buffer,
+    which its flusher task writes. A reconnecting client takes the public path.
+    """
+    send = getattr(client, "_send_command", None)
+    flush = getattr(client, "_flush_pending", None)
+    if send is None or flush is None or not client.is_connected:
+        for message in messages:  # the public way, one by one (and reconnect buffering)
+            await _quietly(message.ack())
+        return
+    frames = b"".join([b"PUB %s 0\r\n\r\n" % m.reply.encode() for m in messages])
+    try:
+        await send(frames)
+        await flush()
+    except (nats.errors.Error, OSError) as exc:
+        log.debug("nats_ack_failed", error=str(exc))
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -41,11 +41,20 @@ def test_bench_nats_prints_rates_ratio_and_memory(
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("collector bench nats: 300 CDEvents")
+    assert lines[1].startswith("server: PostgreSQL")
+    assert lines[2].startswith("client: Python")
+    assert re.fullmatch(r"nats: \S+, (nats-server pid \d+|CPU not measured)", lines[3])
     assert re.fullmatch(
-        r"run 1: COPY [\d,]+ events/s, collector [\d,]+ events/s, ratio \d+\.\d\d \(.*\)", lines[1]
+        r"run 1: COPY [\d,]+ events/s, collector [\d,]+ events/s, ratio \d+\.\d\d \(.*\)", lines[4]
     )
     assert re.fullmatch(
         r"median: COPY [\d,]+ events/s, collector [\d,]+ events/s, ratio \d+\.\d\d; "
         r"collector peak RSS [\d,]+ MiB",
-        lines[2],
+        lines[5],
+    )
+    figure = r"([\d,]+\.\d µs|not measured)"
+    assert re.fullmatch(
+        rf"CPU per event \(median\): COPY: server {figure}; collector run: collector {figure}, "
+        rf"server {figure}, nats-server {figure}, publisher and polling {figure}",
+        lines[6],
     )

@@ -19,7 +19,7 @@ import pytest
 from collector.events import Event, Origin, RejectedEvent, normalise
 from collector.ports import Batch, BatchResult, Sink
 from collector.sinks.memory import MemorySink
-from collector.sinks.postgres import PostgresSink
+from collector.sinks.postgres import PostgresSink, TextArray, _configure
 from tests.conftest import SPEC
 
 pytestmark = pytest.mark.anyio
@@ -330,6 +330,34 @@ async def test_an_event_postgresql_refuses_is_isolated_and_rejected(
     assert raw_size == len(refused.payload.encode())
     assert metadata == {"file": "x.json", "id": "bad", "source": "/src", "type": "com.example.t"}
     assert via == "contract"
+
+
+async def test_a_nul_in_a_text_value_is_refused_by_postgresql_and_isolated(
+    postgres: Harness, db: Any
+) -> None:
+    # Text arrays travel in binary: the server, not psycopg, refuses the NUL (a data error).
+    refused = event("nul", subject="a\x00b")
+
+    result = await postgres.write(event("ok"), refused)
+
+    assert result == BatchResult(
+        stored=1, duplicates=frozenset(), rejected=1, refused=frozenset({1})
+    )
+    assert [k[2] for k in postgres.stored()] == ["ok"]
+
+
+async def test_text_arrays_round_trip_through_the_binary_dumper(database_url: str) -> None:
+    values: list[list[str | None]] = [
+        ["a", "bé 😀", "", None, "x" * 100_000],
+        [],
+        [None, None],
+        ['{"k": "\\u00e9"}'],
+    ]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await _configure(conn)
+        for value in values:
+            cur = await conn.execute("SELECT %b::text[]", [TextArray(value)])
+            assert await cur.fetchone() == (value,)
 
 
 async def test_a_batch_of_only_a_refused_event(postgres: Harness, db: Any) -> None:
