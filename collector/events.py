@@ -26,7 +26,7 @@ MAX_KEY_BYTES = 512  # id, source, type: together they must fit one btree index 
 MAX_RAW_BYTES = 64 * 1024  # rejected input is stored up to this size
 # \u0000 preceded by an even number of backslashes: an escaped NUL, which jsonb refuses
 # (an odd number means a literal backslash followed by the text "u0000", which is fine).
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(slots=True)
@@ -36,7 +36,7 @@ class Event:
     type: str
     time: datetime
     family: Family
-    payload: str  # the original document, JSON text
+    payload: bytes  # the original document: JSON text, UTF-8 (sent to PostgreSQL as is)
     received_at: datetime
     received_via: str
     subject: str | None = None
@@ -132,10 +132,11 @@ def cdevent_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> E
     """
     try:
         head = _read_head(raw)
-        payload = raw.decode()
+        if not raw.isascii():
+            raw.decode()  # msgspec does not check the UTF-8 of what it skips; orjson does
     except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
-    if "\\u0000" in payload:  # the only way a NUL gets into a JSON string: let _cdevent judge
+    if raw.find(b"\\u0000") >= 0:  # the only way a NUL gets into a JSON string: slow way
         return None
     context = head.context
     event_type = context.type
@@ -152,7 +153,7 @@ def cdevent_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> E
         event_type,
         time,
         "cdevents",
-        payload,
+        raw,
         origin.received_at,
         origin.received_via,
         head.subject.id,
@@ -295,9 +296,10 @@ def _time(value: Any, name: str, *, required: bool) -> datetime | None:
     return parsed
 
 
-def _payload(doc: dict[str, Any], raw: bytes | None) -> str:
-    text = raw.decode() if raw is not None else orjson.dumps(doc).decode()
-    if "\\u0000" in text and _ESCAPED_NUL.search(text):
+def _payload(doc: dict[str, Any], raw: bytes | None) -> bytes:
+    text = raw if raw is not None else orjson.dumps(doc)
+    # find(), not `in`: `bytes in bytes` first tries the needle as an int, at a cost.
+    if text.find(b"\\u0000") >= 0 and _ESCAPED_NUL.search(text):
         raise Invalid("payload: contains \\u0000, which PostgreSQL jsonb cannot store")
     return text
 
@@ -365,9 +367,9 @@ def to_cloudevent(event: Event) -> dict[str, Any]:
     return document
 
 
-def payload_fragment(payload: str) -> orjson.Fragment:
+def payload_fragment(payload: bytes) -> orjson.Fragment:
     """The stored JSON text, embeddable as is — compacted when it spans lines, so that one
     event stays one line in JSON-lines output (a pretty-printed file is kept as received)."""
-    if "\n" in payload or "\r" in payload:
+    if payload.find(b"\n") >= 0 or payload.find(b"\r") >= 0:
         return orjson.Fragment(orjson.dumps(orjson.loads(payload)))
     return orjson.Fragment(payload)

@@ -136,7 +136,7 @@ def _first_line(exc: BaseException) -> str:
 def _refused(event: Event, reason: str) -> RejectedEvent:
     return RejectedEvent(
         reason=reason,
-        raw=event.payload.encode(),
+        raw=event.payload,
         received_at=event.received_at,
         received_via=event.received_via,
         location=None,
