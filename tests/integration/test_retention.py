@@ -348,7 +348,7 @@ def store_as_0001(conn: Conn, line: str) -> tuple[int, list[int]]:
         "SELECT stored, duplicate_positions FROM collector.ingest(ARRAY[%s], ARRAY[%s],"
         " ARRAY[%s], ARRAY[%s::timestamptz], ARRAY['ccmessage'], ARRAY[%s], ARRAY[NULL],"
         " ARRAY[NULL], ARRAY[NULL], ARRAY[%s], ARRAY[NULL], ARRAY[now()], ARRAY['cc'])",
-        (event.id, event.source, event.type, event.time, event.subject, event.payload),
+        (event.id, event.source, event.type, event.time, event.subject, event.payload.decode()),
     ).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
