@@ -133,8 +133,8 @@ def to_event(
     if kind == "event" and message[:1] in "{[":
         with contextlib.suppress(orjson.JSONDecodeError):
             document["data"] = orjson.loads(message)  # job events carry the job as JSON
-    payload = orjson.dumps(document).decode()
-    if "\\u0000" in payload or "\x00" in name:
+    payload = orjson.dumps(document)
+    if payload.find(b"\\u0000") >= 0 or "\x00" in name:
         raise Invalid("line: contains a NUL character, which PostgreSQL cannot store")
     # Without a timestamp, two identical lines are two events: the receive time tells them apart.
     moment = ns if ns is not None else when.isoformat()

@@ -21,7 +21,14 @@ import orjson
 import structlog
 
 from collector.errors import ConfigError, DeliveryFailed, PipelineClosed
-from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
+from collector.events import (
+    Event,
+    Invalid,
+    Origin,
+    RejectedEvent,
+    cdevent_from_json,
+    normalise,
+)
 from collector.metrics import Metrics
 from collector.ports import Delivery, Intake
 from collector.settings import FolderSourceSettings
@@ -235,6 +242,10 @@ class FolderSource:
                 if not line:
                     continue
                 meta = {"file": relative, "line": number}
+                event = cdevent_from_json(line, origin, meta)
+                if event is not None:
+                    events.append(event)
+                    continue
                 try:
                     doc = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:

@@ -16,6 +16,7 @@ import pytest
 
 from collector.db.queries import queries
 from collector.events import Event
+from collector.sinks import pgarrays
 from collector.sinks.postgres import _parameters
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +34,7 @@ def event(n: int, time: datetime = NOW) -> Event:
         type="com.example.t",
         time=time,
         family="raw",
-        payload=f'{{"n": {n}}}',
+        payload=f'{{"n": {n}}}'.encode(),
         received_at=NOW,
         received_via="test",
     )
@@ -49,6 +50,7 @@ async def test_concurrent_overlapping_batches_store_each_identity_once(database_
         conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
             database_url, autocommit=True
         )
+        pgarrays.register(conn.adapters)  # as the postgres sink configures its connections
         async with conn:
             for _ in range(ROUNDS):
                 batch = [event(n) for n in rng.sample(range(KEYS), KEYS // 2)]
@@ -82,6 +84,7 @@ async def test_concurrent_batches_create_a_new_time_partition_once(database_url:
         conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
             database_url, autocommit=True
         )
+        pgarrays.register(conn.adapters)  # as the postgres sink configures its connections
         async with conn:
             batch = [event(n, then) for n in range(first, first + 100)]
             cur = await conn.execute(queries()["ingest"], _parameters(batch, []))

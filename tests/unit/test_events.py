@@ -11,8 +11,16 @@ from typing import Any
 import orjson
 import pytest
 
-from collector import cdevents
-from collector.events import MAX_KEY_BYTES, Invalid, Origin, RejectedEvent, normalise
+from collector import cdevents, demo_events
+from collector.events import (
+    MAX_KEY_BYTES,
+    Event,
+    Invalid,
+    Origin,
+    RejectedEvent,
+    cdevent_from_json,
+    normalise,
+)
 from tests.conftest import SPEC
 
 RECEIVED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -90,7 +98,7 @@ def test_conformance_example_normalises(path: Path) -> None:
         version,
     )
     assert event.family == "cdevents"
-    assert event.payload == raw.decode()
+    assert event.payload == raw
     assert (event.received_at, event.received_via) == (RECEIVED, "inbox")
     assert event.metadata == {"file": path.name}
 
@@ -293,7 +301,7 @@ def test_structured_cloudevent_with_time_and_subject() -> None:
     assert event.subject == "order/7"
     assert event.family == "cloudevents"
     assert (event.subject_type, event.predicate, event.type_version) == (None, None, None)
-    assert event.payload == raw.decode()
+    assert event.payload == raw
     assert event.metadata == {"line": 1}
 
 
@@ -423,7 +431,7 @@ def test_plain_json_becomes_a_raw_event() -> None:
     assert event.source == "collector/inbox"
     assert event.time == RECEIVED
     assert event.subject is None
-    assert event.payload == raw.decode()
+    assert event.payload == raw
     assert event.metadata == {"line": 3}
     assert len(event.id) == 64
     assert int(event.id, 16) >= 0
@@ -506,3 +514,92 @@ def test_rejected_event_text_is_bounded_and_storable() -> None:
     assert len(rejected.raw_text) < 64 * 1024 + 16
     assert rejected.message == "line 2: invalid JSON"
     assert RejectedEvent("r", b"", RECEIVED, "inbox").message == "r"
+
+
+# -- the fast way for one JSON text (cdevent_from_json) -----------------------------------------
+
+
+def slow_way(raw: bytes, origin: Origin = ORIGIN) -> Event | str:
+    """What normalise makes of the text: the Event, or the reason it is refused."""
+    try:
+        return normalise(orjson.loads(raw), raw, origin, {"line": 1})
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    except Invalid as exc:
+        return str(exc)
+
+
+def demo_lines(n: int) -> list[bytes]:
+    return [orjson.dumps(e) for e in demo_events.generate(n, seed=3, now=RECEIVED)]
+
+
+def test_the_fast_way_makes_the_event_normalise_makes() -> None:
+    lines = [*demo_lines(200), *(path.read_bytes() for path in CONFORMANCE)]
+    for raw in lines:
+        raw = raw.strip()
+        expected = slow_way(raw)
+        if isinstance(expected, Event):  # a few conformance files are CloudEvents-bound
+            assert cdevent_from_json(raw, ORIGIN, {"line": 1}) == expected
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["context"].pop("id"),
+        lambda d: d["context"].update(id=7),
+        lambda d: d["context"].update(id=""),
+        lambda d: d["context"].update(id="x" * (MAX_KEY_BYTES + 1)),
+        lambda d: d["context"].update(id="é" * (MAX_KEY_BYTES // 2)),  # 2 bytes each: fits
+        lambda d: d["context"].update(source="a\x00b"),
+        lambda d: d["context"].update(type="dev.cdevents.nothing.happened.0.1.0"),
+        lambda d: d["context"].update(type="dev.cdeventsx.anything.happened.0.1.0"),
+        lambda d: d["context"].update(timestamp="2024-05-06t07:08:09z"),
+        lambda d: d["context"].update(timestamp="2024-05-06T07:08:09"),
+        lambda d: d["context"].update(timestamp="yesterday"),
+        lambda d: d["context"].update(timestamp=None),
+        lambda d: d.update(context="not an object"),
+        lambda d: d.update(subject=["a"]),
+        lambda d: d.pop("subject"),
+        lambda d: d["subject"].update(id=None),
+        lambda d: d.update(specversion="1.0"),  # a context object makes it a CDEvent still
+        lambda d: d.update(customData={"text": "a\u0000b"}),
+        lambda d: d.update(customData={"text": "a\\u0000b"}),
+        lambda d: d.update(customData={"deep": [[[[1.5e300, -0.0, None, True]]]]}),
+    ],
+)
+def test_the_fast_way_agrees_with_normalise_or_leaves_it_the_decision(
+    edit: Callable[[dict[str, Any]], Any],
+) -> None:
+    doc = cdevent()
+    edit(doc)
+    raw = orjson.dumps(doc)
+    fast = cdevent_from_json(raw, ORIGIN, {"line": 1})
+    assert fast is None or fast == slow_way(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"[]",
+        b"null",
+        b'{"context": {}',
+        b"\xef\xbb\xbf" + orjson.dumps(cdevent()),  # a byte-order mark
+        orjson.dumps(cdevent()) + b" x",
+        orjson.dumps(cdevent())[:-1] + b', "bad": "\xff"}',  # not UTF-8
+        orjson.dumps(cdevent())[:-1] + b', "bad": "\\ud800"}',  # a lone surrogate
+        orjson.dumps(cdevent())[:-1] + b', "bad": "a\tb"}',  # a raw control character
+        orjson.dumps(cdevent())[:-1] + b', "bad": NaN}',
+        orjson.dumps(cdevent())[:-1] + b', "deep": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+    ],
+)
+def test_what_the_fast_way_cannot_read_is_left_to_normalise(raw: bytes) -> None:
+    assert cdevent_from_json(raw, ORIGIN, {"line": 1}) is None
+    assert not isinstance(slow_way(raw), Event)
+
+
+def test_the_fast_way_takes_a_number_beyond_a_double_that_orjson_refuses() -> None:
+    # jsonb stores such a number exactly (numeric); orjson alone would refuse the event.
+    raw = orjson.dumps(cdevent())[:-1] + b', "big": 1e400}'
+    assert cdevent_from_json(raw, ORIGIN, {"line": 1}) is not None
+    assert str(slow_way(raw)).startswith("invalid JSON: number is infinity")

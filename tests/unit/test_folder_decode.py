@@ -139,7 +139,7 @@ def test_json_lines_are_decoded_per_line(tmp_path: Path, suffix: str) -> None:
         {"file": name, "line": 6},
         {"file": name, "line": 8},
     ]
-    assert events[1].payload == line(cdevent("b")).decode()  # the line, without its \r
+    assert events[1].payload == line(cdevent("b"))  # the line, without its \r
     assert [r.location for r in rejected] == ["line 4", "line 5", "line 7"]
     assert rejected[0].reason.startswith("invalid JSON: ")
     assert rejected[0].raw == b'{"context":'

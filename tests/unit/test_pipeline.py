@@ -35,7 +35,7 @@ def event(event_id: str, source: str = "/test", event_type: str = "com.example.t
         type=event_type,
         time=NOW,
         family="raw",
-        payload=f'{{"id": "{event_id}"}}',
+        payload=f'{{"id": "{event_id}"}}'.encode(),
         received_at=NOW,
         received_via="test",
     )
