@@ -467,7 +467,17 @@ class Bench:
                     raise BenchmarkFailed(f"collector exited with {process.returncode}")
                 now = time.monotonic()
                 if now > deadline:
-                    raise BenchmarkFailed(f"not done in time: {floor} of {expected} acked")
+                    stored = (await js.stream_info(stream)).state.messages
+                    lost = (
+                        f"; the stream holds only {stored}: nats-server did not store "
+                        f"{expected - stored} published messages (core publishes, unacked)"
+                        if stored < expected
+                        else ""
+                    )
+                    raise BenchmarkFailed(
+                        f"not done in time: {floor} of {expected} acked, "
+                        f"{info.num_ack_pending} pending an ack{lost}"
+                    )
                 if first is None:
                     first = (now, floor)
                 pause = 5 * POLL_S
