@@ -214,18 +214,20 @@ def _measure(
     return baseline, collector
 
 
+def median_us(seconds: list[float | None], events: int) -> str:
+    """The median of CPU seconds per run, per event, in µs; runs not measured are left out."""
+    known = [v for v in seconds if v is not None]
+    return f"{statistics.median(known) / events * 1e6:,.1f} µs" if known else "not measured"
+
+
 def _cpu_per_event(baseline: list[Step], collector: list[Step]) -> str:
     """Median CPU per event: where the time goes, less noisy than events/s on a shared machine."""
-
-    def us(values: list[float | None], n: int) -> str:
-        known = [v for v in values if v is not None]
-        return f"{statistics.median(known) / n * 1e6:.1f} µs" if known else "not measured"
-
     n = baseline[0].n
     return (
-        f"CPU per event (median): baseline server {us([s.server_cpu_s for s in baseline], n)}; "
-        f"collector {us([s.cpu_s for s in collector], n)} + server "
-        f"{us([s.server_cpu_s for s in collector], n)}"
+        f"CPU per event (median): baseline server "
+        f"{median_us([s.server_cpu_s for s in baseline], n)}; "
+        f"collector {median_us([s.cpu_s for s in collector], n)} + server "
+        f"{median_us([s.server_cpu_s for s in collector], n)}"
     )
 
 

@@ -43,6 +43,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from collector.bench import (
     _server_cpu,
     cpu_since,
+    median_us,
     own_cpu,
     peak_rss_kb,
     print_notes,
@@ -223,11 +224,7 @@ def _seconds(value: float | None) -> str:
 
 def _cpu_per_event(copies: list[Timing], runs: list[Timing]) -> str:
     """Median CPU per event of each process: less noisy than events/s on a shared machine."""
-
-    def us(values: list[float | None], events: int) -> str:
-        known = [v for v in values if v is not None]
-        return f"{statistics.median(known) / events * 1e6:,.1f} µs" if known else "not measured"
-
+    us = median_us
     events = runs[0].events
     return (
         f"CPU per event (median): COPY: server {us([c.server_cpu_s for c in copies], events)}; "
