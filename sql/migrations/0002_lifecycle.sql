@@ -90,7 +90,7 @@ CREATE INDEX subjects_incident_service ON collector.subjects
 -- The subjects with their latest event as sent, for the views of `api`. The payload is not
 -- copied into subjects at ingest (a second copy of every subject's latest event was a third of
 -- the lifecycle fold's cost): last_stamp names that event (its time, type, id and source), and
--- the subquery finds it through the (type, time) index in the one time partition of last_time.
+-- the subquery finds it by an index probe in the one time partition of last_time.
 -- Views are flattened into the queries that use them, so only a query that selects
 -- last_payload runs the lookup. An event that retention has dropped gives null.
 CREATE VIEW collector.subject_rows AS
