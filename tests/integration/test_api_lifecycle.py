@@ -15,8 +15,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
+
+from collector.db import migrate as migrations
 
 from tests.integration.cdevents_factory import (
     DELIVERY_VIEWS,
@@ -314,6 +317,25 @@ def test_conformance_examples_of_both_versions(db: Conn, database_url: str) -> N
     replay = ingest(database_url, [list(v05.values()), list(v04.values())[:10]])
     assert [(r.stored, len(r.duplicates)) for r in replay] == [(0, 45), (0, 10)]
     assert snapshot(db) == expected
+
+
+def test_state_folded_before_0005_is_carried_on_after_it(empty_database_url: str) -> None:
+    # 0005 moved the fold from triggers into collector.ingest: a database that folded with the
+    # triggers goes on from the rows they left.
+    async def migrate(known: list[migrations.Migration] | None) -> None:
+        async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as c:
+            await migrations.migrate(c, known)
+
+    shipped = migrations.load_migrations()
+    before = [m for m in shipped if m.version < 5]
+    v04, v05 = conformance("v0.4.1"), conformance("v0.5.1")
+    anyio.run(migrate, before)
+    ingest(empty_database_url, [list(v04.values())])
+    anyio.run(migrate, None)
+    results = ingest(empty_database_url, [list(v05.values()), list(v04.values())])
+    assert [(r.stored, len(r.duplicates)) for r in results] == [(45, 0), (0, 45)]
+    with psycopg.connect(empty_database_url) as db:
+        assert snapshot(db) == conformance_expected(v05)
 
 
 def test_every_delivery_view_is_covered() -> None:

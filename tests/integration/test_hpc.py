@@ -327,11 +327,6 @@ def test_jobs_are_read_from_the_state_table_not_from_history(db: Conn) -> None:
     plan = "\n".join(row for (row,) in db.execute("EXPLAIN SELECT * FROM api.jobs").fetchall())
     assert "jobs" in plan
     assert "events" not in plan
-    trigger = db.execute(
-        "SELECT tgname, tgtype & 1 = 0 AS per_statement, tgnewtable FROM pg_trigger"
-        " WHERE tgrelid = 'collector.events'::regclass AND tgname = 'events_track_jobs'"
-    ).fetchone()
-    assert trigger == ("events_track_jobs", True, "inserted")
 
 
 def test_a_time_range_reads_only_the_partitions_of_that_range(database_url: str, db: Conn) -> None:
