@@ -8,8 +8,11 @@
 -- ClusterCockpit job event — while it inserts, and runs a fold statement only when the batch
 -- has something for it. The fold itself (order-independent, one lock order) is unchanged.
 -- Also cheaper per call: the time partitions of a batch are looked up inline; the partition
--- function is called only when one is missing. And per event: content rewriting (references
--- given as plain strings, CDEvents 0.4 outcomes) is an expression, not a query per event.
+-- function is called only when one is missing. And per event: events whose identity is
+-- claimed in event_identities are stored with a plain INSERT (an INSERT ... ON CONFLICT makes
+-- each row a speculative insertion, with a lock and a WAL record more, even into partitions
+-- without a unique index); content rewriting (references given as plain strings, CDEvents 0.4
+-- outcomes) is an expression, not a query per event.
 
 DROP TRIGGER events_track_lifecycle ON collector.events;
 DROP TRIGGER events_track_jobs ON collector.events;
@@ -178,7 +181,7 @@ SET work_mem = '64MB'
 -- batch runs as fast on the generic plan.
 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    stored_positions integer[];
+    stored_positions integer[] := '{}';
     duplicates integer[];
     n_rejected integer := 0;
     span record;
@@ -223,67 +226,102 @@ BEGIN
     -- Identity on the keys alone: the first occurrence of each (id, source, type) in the batch
     -- goes into event_identities, in key order so that concurrent batches take the same keys
     -- in the same order and cannot deadlock; a key already there makes its events duplicates.
-    -- Only the kept events are then read in full, their payloads parsed and stored. The arrays
-    -- are unnested in the select list, which streams them (unnest in FROM would copy each one
-    -- into a tuplestore first); element n of every array is event n. What the stored events
-    -- give the lifecycle and job folds is collected on the way out.
-    WITH firsts AS MATERIALIZED (
-        SELECT DISTINCT ON (u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C")
-               u.n, u.id, u.source, u.type, u.time,
-               CASE WHEN u.family = ANY (partition_scoped) THEN 'partition' ELSE 'global' END AS scope
-        FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
-                     unnest(times) AS time, unnest(families) AS family,
-                     generate_series(1, cardinality(ids)) AS n) AS u
-        ORDER BY u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C", u.n
-    ), fresh AS (
-        -- Global identities are claimed in event_identities (in key order: no deadlocks).
-        INSERT INTO collector.event_identities (id, source, type, time)
-        SELECT f.id, f.source, f.type, f.time FROM firsts f WHERE f.scope = 'global'
-        ORDER BY f.id COLLATE "C", f.source COLLATE "C", f.type COLLATE "C"
-        ON CONFLICT DO NOTHING
-        RETURNING event_identities.id, event_identities.source, event_identities.type
-    ), kept AS MATERIALIZED (
-        SELECT f.n, f.id, f.source, f.type FROM firsts f
-        JOIN fresh r ON r.id = f.id AND r.source = f.source AND r.type = f.type
-        UNION ALL
-        -- Partition-scope identities: the unique index on their time partition decides below.
-        SELECT f.n, f.id, f.source, f.type FROM firsts f WHERE f.scope = 'partition'
-    ), inserted AS (
-        INSERT INTO collector.events AS e (family, time, id, source, type, subject, subject_type,
-                                           predicate, type_version, received_at, received_via,
-                                           payload, metadata)
-        SELECT u.family, u.time, u.id, u.source, u.type, u.subject, u.subject_type, u.predicate,
-               u.type_version, u.received_at, u.received_via, u.payload::jsonb,
-               coalesce(u.metadata::jsonb, '{}'::jsonb)
-        FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
-                     unnest(times) AS time, unnest(families) AS family,
-                     unnest(subjects) AS subject, unnest(subject_types) AS subject_type,
-                     unnest(predicates) AS predicate, unnest(type_versions) AS type_version,
-                     unnest(payloads) AS payload, unnest(metadatas) AS metadata,
-                     unnest(received_ats) AS received_at, unnest(received_vias) AS received_via,
-                     generate_series(1, cardinality(ids)) AS n) AS u
-        JOIN kept k ON k.n = u.n
-        ON CONFLICT DO NOTHING
-        RETURNING e.id, e.source, e.type,
-                  CASE WHEN e.family = 'cdevents' AND e.subject IS NOT NULL THEN
-                      ROW(e.subject_type, e.subject, coalesce(nullif(e.payload->'subject'->>'source', ''), e.source),
-                          e.predicate, e.time, e.type, e.id, e.source,
-                          e.payload->'subject'->'content')::collector.subject_event
-                  END AS subject_event,
-                  CASE WHEN e.family = 'ccmessage'
-                        AND e.type IN ('org.clustercockpit.event.start_job',
-                                       'org.clustercockpit.event.stop_job')
-                       THEN e END AS job_event
-    )
-    -- (IS NOT NULL of a row is true only when every field is: IS DISTINCT FROM NULL it is.)
-    SELECT coalesce(array_agg(k.n), '{}'),
-           array_agg(s.subject_event) FILTER (WHERE s.subject_event IS DISTINCT FROM NULL),
-           bool_or((s.subject_event).subject_type = 'service'
-                   AND (s.subject_event).predicate IN ('deployed', 'upgraded', 'rolledback', 'removed')),
-           array_agg(s.job_event) FILTER (WHERE s.job_event IS DISTINCT FROM NULL)
-    INTO stored_positions, subject_events, deploys, job_events
-    FROM kept k
-    JOIN inserted s ON s.id = k.id AND s.source = k.source AND s.type = k.type;
+    -- Only the kept events are then read in full, their payloads parsed and stored: all of them,
+    -- so a plain INSERT (ON CONFLICT would make every row a speculative insertion — a lock, an
+    -- extra WAL record — though these partitions have no unique index to conflict with). The
+    -- arrays are unnested in the select list, which streams them (unnest in FROM would copy
+    -- each one into a tuplestore first); element n of every array is event n. What the stored
+    -- events give the lifecycle and job folds is collected on the way out.
+    IF NOT families <@ partition_scoped THEN  -- (an unknown family goes here, and fails)
+        WITH firsts AS MATERIALIZED (
+            SELECT DISTINCT ON (u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C")
+                   u.n, u.id, u.source, u.type, u.time
+            FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                         unnest(times) AS time, unnest(families) AS family,
+                         generate_series(1, cardinality(ids)) AS n) AS u
+            WHERE u.family <> ALL (partition_scoped)
+            ORDER BY u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C", u.n
+        ), fresh AS (
+            INSERT INTO collector.event_identities (id, source, type, time)
+            SELECT f.id, f.source, f.type, f.time FROM firsts f
+            ORDER BY f.id COLLATE "C", f.source COLLATE "C", f.type COLLATE "C"
+            ON CONFLICT DO NOTHING
+            RETURNING event_identities.id, event_identities.source, event_identities.type
+        ), kept AS MATERIALIZED (
+            SELECT f.n FROM firsts f
+            JOIN fresh r ON r.id = f.id AND r.source = f.source AND r.type = f.type
+        ), inserted AS (
+            INSERT INTO collector.events AS e (family, time, id, source, type, subject,
+                                               subject_type, predicate, type_version, received_at,
+                                               received_via, payload, metadata)
+            SELECT u.family, u.time, u.id, u.source, u.type, u.subject, u.subject_type,
+                   u.predicate, u.type_version, u.received_at, u.received_via, u.payload::jsonb,
+                   coalesce(u.metadata::jsonb, '{}'::jsonb)
+            FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                         unnest(times) AS time, unnest(families) AS family,
+                         unnest(subjects) AS subject, unnest(subject_types) AS subject_type,
+                         unnest(predicates) AS predicate, unnest(type_versions) AS type_version,
+                         unnest(payloads) AS payload, unnest(metadatas) AS metadata,
+                         unnest(received_ats) AS received_at, unnest(received_vias) AS received_via,
+                         generate_series(1, cardinality(ids)) AS n) AS u
+            JOIN kept k ON k.n = u.n
+            RETURNING CASE WHEN e.family = 'cdevents' AND e.subject IS NOT NULL THEN
+                          ROW(e.subject_type, e.subject,
+                              coalesce(nullif(e.payload->'subject'->>'source', ''), e.source),
+                              e.predicate, e.time, e.type, e.id, e.source,
+                              e.payload->'subject'->'content')::collector.subject_event
+                      END AS subject_event
+        )
+        -- (IS NOT NULL of a row is true only when every field is: IS DISTINCT FROM NULL it is.)
+        SELECT (SELECT coalesce(array_agg(k.n), '{}') FROM kept k),
+               array_agg(s.subject_event) FILTER (WHERE s.subject_event IS DISTINCT FROM NULL),
+               bool_or((s.subject_event).subject_type = 'service'
+                       AND (s.subject_event).predicate
+                           IN ('deployed', 'upgraded', 'rolledback', 'removed'))
+        INTO stored_positions, subject_events, deploys
+        FROM inserted s;
+    END IF;
+
+    -- Families whose time is part of the identity: the unique index on their time partition
+    -- decides, so these inserts are ON CONFLICT DO NOTHING (duplicates within the batch are
+    -- left out first, the first occurrence kept, as above).
+    IF cardinality(partition_scoped) > 0 THEN
+        WITH firsts AS MATERIALIZED (
+            SELECT DISTINCT ON (u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C")
+                   u.n, u.id, u.source, u.type
+            FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                         unnest(families) AS family,
+                         generate_series(1, cardinality(ids)) AS n) AS u
+            WHERE u.family = ANY (partition_scoped)
+            ORDER BY u.id COLLATE "C", u.source COLLATE "C", u.type COLLATE "C", u.n
+        ), inserted AS (
+            INSERT INTO collector.events AS e (family, time, id, source, type, subject,
+                                               subject_type, predicate, type_version, received_at,
+                                               received_via, payload, metadata)
+            SELECT u.family, u.time, u.id, u.source, u.type, u.subject, u.subject_type,
+                   u.predicate, u.type_version, u.received_at, u.received_via, u.payload::jsonb,
+                   coalesce(u.metadata::jsonb, '{}'::jsonb)
+            FROM (SELECT unnest(ids) AS id, unnest(sources) AS source, unnest(types) AS type,
+                         unnest(times) AS time, unnest(families) AS family,
+                         unnest(subjects) AS subject, unnest(subject_types) AS subject_type,
+                         unnest(predicates) AS predicate, unnest(type_versions) AS type_version,
+                         unnest(payloads) AS payload, unnest(metadatas) AS metadata,
+                         unnest(received_ats) AS received_at, unnest(received_vias) AS received_via,
+                         generate_series(1, cardinality(ids)) AS n) AS u
+            JOIN firsts k ON k.n = u.n
+            ON CONFLICT DO NOTHING
+            RETURNING e.id, e.source, e.type,
+                      CASE WHEN e.family = 'ccmessage'
+                            AND e.type IN ('org.clustercockpit.event.start_job',
+                                           'org.clustercockpit.event.stop_job')
+                           THEN e END AS job_event
+        )
+        SELECT stored_positions || coalesce(array_agg(k.n), '{}'),
+               array_agg(s.job_event) FILTER (WHERE s.job_event IS DISTINCT FROM NULL)
+        INTO stored_positions, job_events
+        FROM firsts k
+        JOIN inserted s ON s.id = k.id AND s.source = k.source AND s.type = k.type;
+    END IF;
 
     -- Lifecycle and job state, from the events just stored (never a duplicate: those were not
     -- inserted, so are never folded twice).
