@@ -20,7 +20,6 @@ import psycopg
 import pytest
 
 from collector.db import migrate as migrations
-
 from tests.integration.cdevents_factory import (
     DELIVERY_VIEWS,
     Doc,
