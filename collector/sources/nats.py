@@ -39,6 +39,7 @@ from collector.events import (
     Origin,
     RejectedEvent,
     binary_cloudevent,
+    cdevent_from_json,
     normalise,
 )
 from collector.natsconn import NatsUnavailable, connect
@@ -442,6 +443,12 @@ class NatsSource:
                 rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
             else:
+                # A CDEvent, the common case, without building the whole document; anything
+                # else (or anything wrong with it) is decided by normalise.
+                event = cdevent_from_json(data, origin, metadata)
+                if event is not None:
+                    events.append(event)
+                    return
                 doc = orjson.loads(data)
                 if isinstance(doc, list):
                     for index, item in enumerate(doc):
