@@ -62,6 +62,7 @@ COPY_CHUNK = 1 << 20
 POLL_S = 0.02
 MAX_POLL_S = 0.25
 PUBLISH_CHUNK = 1000  # messages per write of the publisher
+PUBLISH_WINDOW = 4  # chunks written before the stream acknowledged the first of them
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -304,7 +305,11 @@ class Bench:
                 client_before = own_cpu()
                 started = time.perf_counter()
                 publish_s = anyio.run(self._publish, prefix, workload.payloads)
-                anyio.run(self._wait_acked, stream, tag, expected, process)
+                try:
+                    anyio.run(self._wait_acked, stream, tag, expected, process)
+                except BenchmarkFailed as exc:
+                    log = self.work / f"collector-{tag}" / "collector.log"
+                    raise BenchmarkFailed(f"{exc}{_warnings(log)}") from None
                 seconds = time.perf_counter() - started
                 client_cpu = own_cpu() - client_before
                 peak, cpu = peak_rss_kb(process.pid), process_cpu(process.pid) - cpu_before
@@ -419,22 +424,32 @@ class Bench:
         The load generator must not be what is measured: nats-py spends ~8 µs of CPU per
         publish here, taken from the two cores the collector and PostgreSQL share. PUB
         frames are written 1,000 at a time on a plain connection (the same bytes land in
-        the stream); a PING answered by PONG at the end means the server has read them all.
+        the stream). The last message of each chunk asks for the stream's acknowledgement,
+        and at most PUBLISH_WINDOW chunks go unacknowledged: nats-server (2.11 and later)
+        drops core publishes once a stream's inbound queue holds 10,000 messages, which a
+        publisher writing as fast as it can reaches while the server is short of CPU.
         """
         async with await _PlainNats.connect(self.nats_url) as client:
             subjects = [f"{prefix}.cd.{index}".encode() for index in range(16)]
+            inbox = f"_INBOX.{prefix}".encode()
+            await client.send(b"SUB %s 1\r\n" % inbox)
             started = time.perf_counter()
             frames: list[bytes] = []
+            unconfirmed = 0
             for index, payload in enumerate(payloads, start=1):
-                frames.append(
-                    b"PUB %s %d\r\n%s\r\n" % (subjects[index % 16], len(payload), payload)
-                )
-                if len(frames) == PUBLISH_CHUNK:
-                    await client.send(b"".join(frames))
-                    frames = []
-            if frames:
+                subject = subjects[index % 16]
+                if index % PUBLISH_CHUNK and index < len(payloads):
+                    frames.append(b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload))
+                    continue
+                frames.append(b"PUB %s %s %d\r\n%s\r\n" % (subject, inbox, len(payload), payload))
                 await client.send(b"".join(frames))
-            await client.ping()
+                frames = []
+                unconfirmed += 1
+                if unconfirmed == PUBLISH_WINDOW:
+                    await client.stored()
+                    unconfirmed -= 1
+            for _ in range(unconfirmed):
+                await client.stored()
             return time.perf_counter() - started
 
     async def _wait_acked(
@@ -471,9 +486,13 @@ class Bench:
                         if stored < expected
                         else ""
                     )
+                    delivered = info.delivered.stream_seq if info.delivered else 0
                     raise BenchmarkFailed(
                         f"not done in time: {floor} of {expected} acked, "
-                        f"{info.num_ack_pending} pending an ack{lost}"
+                        f"{info.num_ack_pending} pending an ack, {info.num_pending} not yet "
+                        f"delivered (last delivered: stream sequence {delivered}; "
+                        f"redelivered: {info.num_redelivered}; pull requests waiting: "
+                        f"{info.num_waiting}){lost}"
                     )
                 if first is None:
                     first = (now, floor)
@@ -487,7 +506,8 @@ class Bench:
 
 
 class _PlainNats:
-    """Just enough of the NATS client protocol to publish: CONNECT, PUB, PING/PONG."""
+    """Just enough of the NATS client protocol to publish: CONNECT, PUB, SUB for the
+    stream's acknowledgements, PING/PONG."""
 
     def __init__(self, stream: anyio.abc.SocketStream) -> None:
         self._stream = stream
@@ -540,13 +560,44 @@ class _PlainNats:
             line = await self._line()
             if line == b"PONG":
                 return
-            if line == b"PING":
-                await self._stream.send(b"PONG\r\n")
-            elif line.startswith(b"-ERR"):
-                raise BenchmarkFailed(f"bench nats: publisher: {line.decode(errors='replace')}")
+            await self._answer(line)
+
+    async def stored(self) -> None:
+        """Wait for the stream's acknowledgement of the next publish that asked for one."""
+        while True:
+            line = await self._line()
+            if line.startswith(b"MSG "):
+                size = int(line.rsplit(b" ", 1)[1])
+                answer = (await self._input.receive_exactly(size + 2))[:-2]
+                if b'"error"' in answer:
+                    raise BenchmarkFailed(
+                        f"bench nats: publisher: {answer.decode(errors='replace')}"
+                    )
+                return
+            await self._answer(line)
+
+    async def _answer(self, line: bytes) -> None:
+        if line == b"PING":
+            await self._stream.send(b"PONG\r\n")
+        elif line.startswith(b"-ERR"):
+            raise BenchmarkFailed(f"bench nats: publisher: {line.decode(errors='replace')}")
 
     async def _line(self) -> bytes:
         return await self._input.receive_until(b"\r\n", 64 * 1024)
+
+
+def _warnings(log: Path, last: int = 20) -> str:
+    """The collector's last warnings, errors and unusual pull endings, to tell why a run
+    failed."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    marks = ('"level": "warning"', '"level": "error"', '"nats_pull_ended"')
+    wanted = [line for line in lines if any(mark in line for mark in marks)]
+    if not wanted:
+        return "\ncollector log: no warnings"
+    return "\ncollector log, last warnings:\n" + "\n".join(wanted[-last:])
 
 
 def nats_server_pid(url: str) -> int | None:

@@ -1,0 +1,107 @@
+"""NatsSource.decode_all without a server: the CDEvents fast path decides as normalise does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from nats.aio.msg import Msg
+
+from collector import demo_events
+from collector.events import Origin, cdevent_from_json
+from collector.settings import NatsSourceSettings
+from collector.sources import nats as nats_source
+from collector.sources.nats import NatsSource
+from tests.conftest import SPEC
+
+RECEIVED = datetime(2025, 1, 2, tzinfo=UTC)
+CONFORMANCE = sorted((SPEC / "v0.5.1" / "conformance").glob("*.json"))
+REPLY = "$JS.ACK.EVENTS.collector.1.{seq}.{seq}.1748779200000000000.0"
+
+
+def source(**settings: Any) -> NatsSource:
+    return NatsSource("bus", NatsSourceSettings(type="nats", **settings))
+
+
+def message(data: bytes, seq: int, headers: dict[str, str] | None = None) -> Msg:
+    return Msg(
+        _client=None,  # type: ignore[arg-type]
+        subject=f"events.cd.{seq % 3}",
+        reply=REPLY.format(seq=seq),
+        data=data,
+        headers=headers,
+    )
+
+
+def cdevent(number: int) -> dict[str, Any]:
+    return {
+        "context": {
+            "id": f"e{number}",
+            "source": "/ci",
+            "type": "dev.cdevents.build.started.0.2.0",
+            "timestamp": "2024-05-06T07:08:09Z",
+        },
+        "subject": {"id": "build/1"},
+    }
+
+
+def edited(number: int, edit: str) -> bytes:
+    doc = cdevent(number)
+    if edit == "no id":
+        del doc["context"]["id"]
+    elif edit == "unknown type":
+        doc["context"]["type"] = "dev.cdevents.nothing.happened.0.1.0"
+    elif edit == "no offset":
+        doc["context"]["timestamp"] = "2024-05-06T07:08:09"
+    elif edit == "lower-case t":
+        doc["context"]["timestamp"] = "2024-05-06t07:08:09z"
+    elif edit == "escaped NUL":
+        doc["customData"] = {"text": "a\u0000b"}
+    elif edit == "no subject":
+        del doc["subject"]
+    return orjson.dumps(doc)
+
+
+def payloads() -> list[bytes]:
+    demo = [orjson.dumps(e) for e in demo_events.generate(100, seed=5, now=RECEIVED)]
+    edits = ["no id", "unknown type", "no offset", "lower-case t", "escaped NUL", "no subject"]
+    return [
+        *demo,
+        *(path.read_bytes() for path in CONFORMANCE),  # some are CloudEvents-bound
+        *(edited(n, edit) for n, edit in enumerate(edits)),
+        b'{"context": {"id": ',  # invalid JSON
+        orjson.dumps([cdevent(1), cdevent(2)]),  # an array of CDEvents
+        b'{"specversion": "1.0", "id": "c1", "source": "/s", "type": "t", "data": {"a": 1}}',
+        b'{"reading": 3}',  # plain JSON
+        b"\xef\xbb\xbf" + orjson.dumps(cdevent(3)),  # a byte-order mark
+    ]
+
+
+@pytest.mark.parametrize("settings", [{}, {"event_type": "com.example.reading"}])
+def test_the_cdevents_fast_path_makes_what_normalise_makes(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> None:
+    messages = [message(data, seq) for seq, data in enumerate(payloads(), start=1)]
+    messages.append(message(orjson.dumps(cdevent(9)), 999, {"X-Trace": "t1"}))
+    nats = source(headers=["X-Trace"], **settings)
+
+    origin = Origin("bus", RECEIVED)
+    assert sum(cdevent_from_json(m.data, origin, {}) is not None for m in messages) > 100
+
+    fast, fast_invalid = nats.decode_all(messages, RECEIVED)
+    monkeypatch.setattr(nats_source, "cdevent_from_json", lambda *args: None)
+    slow, slow_invalid = nats.decode_all(messages, RECEIVED)
+
+    assert fast.events == slow.events
+    assert fast.rejected == slow.rejected
+    assert fast_invalid == slow_invalid
+    assert len(fast.events) > 100
+    assert len(fast.rejected) >= 6
+    assert fast.events[0].metadata == {
+        "subject": "events.cd.1",
+        "stream_sequence": 1,
+        "delivered": 1,
+    }
+    assert fast.events[-1].metadata["headers"] == {"X-Trace": "t1"}
