@@ -378,6 +378,40 @@ def binary_cloudevent(
     return doc
 
 
+def binary_cdevent(
+    headers: Mapping[str, str],
+    data: bytes,
+    origin: Origin,
+    metadata: dict[str, Any],
+    *,
+    percent_encoded: bool = False,
+) -> Event | None:
+    """A binary-mode CloudEvent carrying a CDEvent, the fast way of `cdevent_from_json`, or
+    None: then `normalise(binary_cloudevent(...), data_raw=data)` decides. The same Event
+    either way; what the slow way would look at twice goes the slow way."""
+    if headers.get("ce-specversion") != "1.0":
+        return None
+    content_type = headers.get("content-type")
+    if content_type:
+        media = content_type.split(";")[0].strip().lower()
+        if media not in ("application/json", "text/json") and not media.endswith("+json"):
+            return None
+    attributes = {
+        name[3:]: unquote(value) if percent_encoded and "%" in value else value
+        for name, value in headers.items()
+        if name.startswith("ce-")
+    }
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    for key in ("id", "source", "type"):
+        value = attributes.get(key)
+        if not value or len(value) > MAX_KEY_BYTES // 4 or "\x00" in value:
+            return None
+    if not attributes["type"].startswith("dev.cdevents") or _escapes_nul(attributes):
+        return None
+    return cdevent_from_json(data, origin, {**metadata, "cloudevent": attributes})
+
+
 def to_cloudevent(event: Event) -> dict[str, Any]:
     """The event as a structured CloudEvent: CloudEvents as received, others wrapped as data."""
     if event.family == "cloudevents":

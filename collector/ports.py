@@ -23,15 +23,47 @@ class Delivery:
     stored: int = 0
     duplicates: int = 0
     refused: int = 0  # events a sink refused and stored as rejected (e.g. PostgreSQL errors)
-    # Set once the required sinks committed it or gave up (then `error` says why). An asyncio
-    # event, not anyio's: creating an anyio.Event looks up the running async library, ~10 µs
-    # of a single-event HTTP request's CPU. Collector runs on asyncio only (uvicorn needs it).
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the required sinks committed it or gave up (then `error` says why).
+    done: Done = field(default_factory=lambda: Done())
     error: BaseException | None = None
 
     @property
     def size(self) -> int:
         return len(self.events) + len(self.rejected)
+
+
+class Done:
+    """A flag set once, awaitable. Neither anyio's Event (making one looks up the running
+    async library, ~10 µs of a single-event HTTP request's CPU) nor asyncio's: nothing is
+    made until someone waits, and a delivery with ack = "enqueue" is never waited for.
+    Collector runs on asyncio only (uvicorn needs it)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:  # cancelled (a timeout): forget it
+                self._waiters.remove(waiter)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from collector.events import (
     Invalid,
     Origin,
     RejectedEvent,
+    binary_cdevent,
     binary_cloudevent,
     normalise,
 )
@@ -355,6 +356,9 @@ class HttpSource:
         # Binary mode (attributes in ce-* headers) unless the content type says structured or
         # batch: the HTTP binding decides by Content-Type first.
         if headers.get("ce-specversion") and not media.startswith("application/cloudevents"):
+            event = binary_cdevent(headers, body, origin, metadata, percent_encoded=True)
+            if event is not None:
+                return [event], rejected
             try:
                 doc = binary_cloudevent(headers, body, percent_encoded=True)
             except Invalid as exc:

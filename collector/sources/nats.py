@@ -39,6 +39,7 @@ from collector.events import (
     Invalid,
     Origin,
     RejectedEvent,
+    binary_cdevent,
     binary_cloudevent,
     cdevent_from_json,
     normalise,
@@ -445,8 +446,11 @@ class NatsSource:
         fmt = s.format
         try:
             if headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
-                doc = binary_cloudevent(headers, data)
-                events.append(normalise(doc, None, origin, metadata))
+                event = binary_cdevent(headers, data, origin, metadata)
+                if event is None:
+                    doc = binary_cloudevent(headers, data)
+                    event = normalise(doc, None, origin, metadata, data_raw=data)
+                events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
                 cc = ccmessage.decode(text, origin, cluster=s.cluster, metadata=metadata)

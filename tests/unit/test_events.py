@@ -18,6 +18,8 @@ from collector.events import (
     Invalid,
     Origin,
     RejectedEvent,
+    binary_cdevent,
+    binary_cloudevent,
     cdevent_from_json,
     normalise,
 )
@@ -603,3 +605,75 @@ def test_the_fast_way_takes_a_number_beyond_a_double_that_orjson_refuses() -> No
     raw = orjson.dumps(cdevent())[:-1] + b', "big": 1e400}'
     assert cdevent_from_json(raw, ORIGIN, {"line": 1}) is not None
     assert str(slow_way(raw)).startswith("invalid JSON: number is infinity")
+
+
+# -- the fast way for a binary-mode CloudEvent carrying a CDEvent (binary_cdevent) --------------
+
+
+def binary_headers(doc: dict[str, Any], **extra: str) -> dict[str, str]:
+    context = doc.get("context") or {}
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": str(context.get("id", "e-1")),
+        "ce-source": "/ci/jenkins%2Fmain",
+        "ce-type": str(context.get("type", "dev.cdevents.pipelinerun.started.0.2.0")),
+        "content-type": "application/json",
+        **extra,
+    }
+
+
+def slow_binary(headers: dict[str, str], data: bytes) -> Event | str:
+    try:
+        doc = binary_cloudevent(headers, data, percent_encoded=True)
+        return normalise(doc, None, ORIGIN, {"line": 1}, data_raw=data)
+    except Invalid as exc:
+        return str(exc)
+
+
+def test_the_binary_fast_way_makes_the_event_normalise_makes() -> None:
+    taken = 0
+    for raw in [*demo_lines(100), *(path.read_bytes() for path in CONFORMANCE)]:
+        doc = orjson.loads(raw)
+        headers = binary_headers(doc)
+        expected = slow_binary(headers, raw)
+        fast = binary_cdevent(headers, raw, ORIGIN, {"line": 1}, percent_encoded=True)
+        if isinstance(expected, Event) and expected.family == "cdevents":
+            assert fast == expected
+            taken += 1
+        else:
+            assert fast is None
+    assert taken > 100
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"ce-specversion": "0.3"},
+        {"ce-id": ""},
+        {"ce-id": "x" * (MAX_KEY_BYTES + 1)},
+        {"ce-source": "a%00b"},  # percent-decoded to a NUL
+        {"ce-subject": "a\\u0000b"},  # the escape itself, kept in metadata (jsonb)
+        {"ce-type": "com.example.not.a.cdevent"},
+        {"content-type": "text/plain"},
+        {"content-type": "application/cloudevents+json"},
+        {"content-type": ""},
+        {"ce-time": "yesterday"},
+    ],
+)
+def test_the_binary_fast_way_agrees_with_normalise_or_leaves_it_the_decision(
+    extra: dict[str, str],
+) -> None:
+    raw = orjson.dumps(cdevent())
+    headers = binary_headers(cdevent(), **extra)
+    fast = binary_cdevent(headers, raw, ORIGIN, {"line": 1}, percent_encoded=True)
+    assert fast is None or fast == slow_binary(headers, raw)
+
+
+def test_the_binary_fast_way_keeps_the_attributes_and_the_body_as_sent() -> None:
+    raw = orjson.dumps(cdevent(), option=orjson.OPT_INDENT_2)
+    event = binary_cdevent(binary_headers(cdevent()), raw, ORIGIN, {}, percent_encoded=True)
+    assert event is not None
+    assert event.payload == raw
+    assert event.metadata["cloudevent"]["source"] == "/ci/jenkins/main"
+    assert event.metadata["cloudevent"]["datacontenttype"] == "application/json"
+    assert event.subject == "pipeline/42"

@@ -379,7 +379,7 @@ async def test_deliveries_arriving_while_a_batch_is_written_are_grouped() -> Non
             await pending.wait()
 
 
-async def test_idle_writers_share_what_is_queued() -> None:
+async def test_an_idle_writer_takes_what_is_queued_up_to_a_batch() -> None:
     sink = RecordingSink()
     two_writers = PipelineLimits(queue_size=100, batch_size=100, linger_s=FOREVER, writers=2)
     pipeline = Pipeline([sink], [], two_writers)
@@ -390,8 +390,8 @@ async def test_idle_writers_share_what_is_queued() -> None:
         for pending in pendings:
             await pending.wait()
 
-    # One batch each, written at the same time, rather than one writer taking all four.
-    assert sink.batches == [["a", "b"], ["c", "d"]]
+    # One commit for all four, rather than two half batches.
+    assert sink.batches == [["a", "b", "c", "d"]]
 
 
 async def test_both_writers_keep_writing_after_racing_for_the_same_queue() -> None:
