@@ -161,6 +161,7 @@ def _ingest_operation(
         responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
         responses["403"] = {"$ref": "#/components/responses/Forbidden"}
     responses["405"] = {"$ref": "#/components/responses/MethodNotAllowed"}
+    responses["408"] = {"$ref": "#/components/responses/RequestTimeout"}
     responses["413"] = {"$ref": "#/components/responses/PayloadTooLarge"}
     responses["415"] = {"$ref": "#/components/responses/UnsupportedMediaType"}
     responses["503"] = {"$ref": "#/components/responses/ServiceUnavailable"}
@@ -365,6 +366,9 @@ def _responses() -> dict[str, Any]:
         "MethodNotAllowed": _problem_response(
             "the path takes another method",
             {"Allow": {"description": "the methods the path takes", "schema": {"type": "string"}}},
+        ),
+        "RequestTimeout": _problem_response(
+            "the body did not arrive within http.request_timeout_s; the connection is closed"
         ),
         "PayloadTooLarge": _problem_response(
             "body larger than http.max_body_bytes (also once decompressed), or more events "

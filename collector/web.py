@@ -37,7 +37,8 @@ class ClientDisconnected(Exception):
 
 
 class WebApp:
-    """Routes (method, path) to handlers; unknown paths 404, wrong methods 405."""
+    """Routes (method, path) to handlers; unknown paths 404, wrong methods 405; HEAD is
+    answered wherever GET is (load balancers and uptime checks probe with it)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, dict[str, Handler]] = {}
@@ -61,14 +62,17 @@ class WebApp:
         path: str = scope["path"]
         methods = self.routes.get(path)
         if methods is None:
-            await _send(send, problem(404, "Not found", f"no endpoint at {path}", path))
+            response = problem(404, "Not found", f"no endpoint at {path}", path)
+            await _send(send, response, head=scope["method"] == "HEAD")
             return
-        handler = methods.get(scope["method"])
+        method: str = scope["method"]
+        head = method == "HEAD"  # a GET's answer without its body
+        handler = methods.get("GET" if head else method)
         if handler is None:
-            allow = ", ".join(sorted(methods))
+            allow = ", ".join(sorted([*methods, *(["HEAD"] if "GET" in methods else [])]))
             response = problem(405, "Method not allowed", f"{path} accepts {allow}", path)
             response.headers.append(("allow", allow))
-            await _send(send, response)
+            await _send(send, response, head=head)
             return
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         names = self._header_names
@@ -99,12 +103,12 @@ class WebApp:
                 if not message.get("more_body", False):
                     return b"".join(chunks)
 
-        request = HttpRequest(scope["method"], path, query, headers, read_body)
+        request = HttpRequest(method, path, query, headers, read_body)
         try:
             response = await handler(request)
         except ClientDisconnected:
             return
-        await _send(send, response)
+        await _send(send, response, head=head)
 
 
 def problem(status: int, title: str, detail: str, instance: str) -> HttpResponse:
@@ -122,11 +126,11 @@ def json_response(status: int, body: Any) -> HttpResponse:
     return HttpResponse(status, orjson.dumps(body), [("content-type", "application/json")])
 
 
-async def _send(send: Send, response: HttpResponse) -> None:
+async def _send(send: Send, response: HttpResponse, *, head: bool = False) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 class _Server(uvicorn.Server):

@@ -777,6 +777,8 @@ def test_wrong_method_and_unknown_path(client: httpx.Client) -> None:
     get = client.get("/webhook/events")
     assert_problem(get, 405)
     assert get.headers["allow"] == "POST"
+    head = client.head("/webhook/events")  # HEAD only where GET is; never a body
+    assert (head.status_code, head.headers["allow"], head.content) == (405, "POST", b"")
     for method in ("PUT", "DELETE", "PATCH"):
         assert_problem(client.request(method, "/webhook/events", content=b"{}"), 405)
     post_health = client.post("/healthz")

@@ -107,6 +107,7 @@ def test_health_readiness_and_openmetrics(collector: HttpCollector) -> None:
         readyz = client.get("/readyz")
         openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text"})
         wrong_method = client.post("/metrics")
+        heads = {path: client.head(path) for path in ("/healthz", "/readyz", "/openapi.json")}
 
     assert (healthz.status_code, healthz.json()) == (200, {"status": "alive"})
     assert readyz.status_code == 200
@@ -115,7 +116,11 @@ def test_health_readiness_and_openmetrics(collector: HttpCollector) -> None:
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     assert openmetrics.text.rstrip().endswith("# EOF")
     assert wrong_method.status_code == 405
-    assert wrong_method.headers["allow"] == "GET"
+    assert wrong_method.headers["allow"] == "GET, HEAD"
+    for path, head in heads.items():  # as load balancers and uptime checks probe
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert int(head.headers["content-length"]) > 0
 
 
 def test_openapi_document_describes_the_running_server(collector: HttpCollector) -> None:
