@@ -125,7 +125,7 @@ async def test_bodies_parameters_and_answers_of_ingest_operations() -> None:
     assert set(query) == {"cluster", "precision"}
     assert query["precision"]["schema"]["enum"] == ["s", "ms", "us", "ns"]
 
-    assert set(events["responses"]) == {"202", "400", "405", "413", "415", "503"}
+    assert set(events["responses"]) == {"202", "400", "405", "408", "413", "415", "503"}
     ack = events["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
     committed = doc["components"]["schemas"]["Committed"]
     assert ack == "#/components/schemas/Committed"
