@@ -354,18 +354,10 @@ def binary_cloudevent(
     (`percent_encoded`); the NATS binding does not. JSON data (by content type, or with none)
     is embedded as JSON, other text as a string, bytes as data_base64.
     """
-    doc: dict[str, Any] = {
-        name[3:]: unquote(value) if percent_encoded and "%" in value else value
-        for name, value in headers.items()
-        if name.startswith("ce-")
-    }
-    content_type = headers.get("content-type")
-    media = (content_type or "").split(";")[0].strip().lower()
-    if content_type:
-        doc["datacontenttype"] = content_type
+    doc, json_data = _binary_attributes(headers, percent_encoded)
     if not data:
         return doc
-    if not media or media in ("application/json", "text/json") or media.endswith("+json"):
+    if json_data:
         try:
             doc["data"] = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -391,25 +383,34 @@ def binary_cdevent(
     either way; what the slow way would look at twice goes the slow way."""
     if headers.get("ce-specversion") != "1.0":
         return None
-    content_type = headers.get("content-type")
-    if content_type:
-        media = content_type.split(";")[0].strip().lower()
-        if media not in ("application/json", "text/json") and not media.endswith("+json"):
-            return None
-    attributes = {
+    attributes, json_data = _binary_attributes(headers, percent_encoded)
+    try:
+        event_type = _key(attributes, "type", "type")
+        _key(attributes, "id", "id")
+        _key(attributes, "source", "source")
+    except Invalid:
+        return None
+    if not json_data or not event_type.startswith("dev.cdevents") or _escapes_nul(attributes):
+        return None
+    return cdevent_from_json(data, origin, {**metadata, "cloudevent": attributes})
+
+
+def _binary_attributes(
+    headers: Mapping[str, str], percent_encoded: bool
+) -> tuple[dict[str, Any], bool]:
+    """A binary-mode CloudEvent's attributes, and whether its data is JSON (by content type,
+    or with none)."""
+    attributes: dict[str, Any] = {
         name[3:]: unquote(value) if percent_encoded and "%" in value else value
         for name, value in headers.items()
         if name.startswith("ce-")
     }
+    content_type = headers.get("content-type")
+    media = (content_type or "").split(";")[0].strip().lower()
     if content_type:
         attributes["datacontenttype"] = content_type
-    for key in ("id", "source", "type"):
-        value = attributes.get(key)
-        if not value or len(value) > MAX_KEY_BYTES // 4 or "\x00" in value:
-            return None
-    if not attributes["type"].startswith("dev.cdevents") or _escapes_nul(attributes):
-        return None
-    return cdevent_from_json(data, origin, {**metadata, "cloudevent": attributes})
+    json_data = not media or media in ("application/json", "text/json") or media.endswith("+json")
+    return attributes, json_data
 
 
 def to_cloudevent(event: Event) -> dict[str, Any]:
