@@ -16,22 +16,6 @@ import anyio
 from collector.events import Event, RejectedEvent
 
 
-@dataclass(eq=False)
-class Delivery:
-    events: list[Event]
-    rejected: list[RejectedEvent] = field(default_factory=list)
-    stored: int = 0
-    duplicates: int = 0
-    refused: int = 0  # events a sink refused and stored as rejected (e.g. PostgreSQL errors)
-    # Set once the required sinks committed it or gave up (then `error` says why).
-    done: Done = field(default_factory=lambda: Done())
-    error: BaseException | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.events) + len(self.rejected)
-
-
 class Done:
     """A flag set once, awaitable. Neither anyio's Event (making one looks up the running
     async library, ~10 µs of a single-event HTTP request's CPU) nor asyncio's: nothing is
@@ -42,28 +26,43 @@ class Done:
 
     def __init__(self) -> None:
         self._set = False
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def is_set(self) -> bool:
-        return self._set
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     def set(self) -> None:
         self._set = True
-        for waiter in self._waiters:
+        for waiter in self._waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
-        self._waiters.clear()
+        self._waiters = None
 
     async def wait(self) -> None:
         if self._set:
             return
         waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
         self._waiters.append(waiter)
         try:
             await waiter
         finally:
-            if waiter in self._waiters:  # cancelled (a timeout): forget it
+            if self._waiters and waiter in self._waiters:  # cancelled (a timeout): forget it
                 self._waiters.remove(waiter)
+
+
+@dataclass(eq=False)
+class Delivery:
+    events: list[Event]
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0  # events a sink refused and stored as rejected (e.g. PostgreSQL errors)
+    # Set once the required sinks committed it or gave up (then `error` says why).
+    done: Done = field(default_factory=Done)
+    error: BaseException | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.rejected)
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 from collector.errors import DeliveryFailed, PipelineClosed
 from collector.events import Event, RejectedEvent
 from collector.pipeline import Pipeline, PipelineLimits, wait_committed
-from collector.ports import Batch, BatchResult, Delivery
+from collector.ports import Batch, BatchResult, Delivery, Done
 from collector.sinks.memory import MemorySink
 
 pytestmark = pytest.mark.anyio
@@ -561,3 +561,24 @@ async def test_an_optional_sink_gets_what_was_committed() -> None:
 
     assert optional.batches == [["kept"]]
     assert pipeline.optional[0].dropped == 0
+
+
+async def test_done_wakes_every_waiter_and_forgets_one_that_gave_up() -> None:
+    done = Done()
+    woken: list[str] = []
+
+    async def wait(name: str) -> None:
+        await done.wait()
+        woken.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait, "a")
+        tg.start_soon(wait, "b")
+        with anyio.move_on_after(0):  # a timeout: this waiter gives up before the set
+            await done.wait()
+        await wait_all_tasks_blocked()
+        assert woken == []
+        done.set()
+    assert sorted(woken) == ["a", "b"]
+    with anyio.fail_after(1):
+        await done.wait()  # once set, no wait at all
