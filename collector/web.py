@@ -60,13 +60,13 @@ class WebApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        method: str = scope["method"]
+        head = method == "HEAD"  # a GET's answer without its body
         methods = self.routes.get(path)
         if methods is None:
             response = problem(404, "Not found", f"no endpoint at {path}", path)
-            await _send(send, response, head=scope["method"] == "HEAD")
+            await _send(send, response, head=head)
             return
-        method: str = scope["method"]
-        head = method == "HEAD"  # a GET's answer without its body
         handler = methods.get("GET" if head else method)
         if handler is None:
             allow = ", ".join(sorted([*methods, *(["HEAD"] if "GET" in methods else [])]))
