@@ -75,6 +75,11 @@ class Origin(NamedTuple):
     default_source: str | None = None
     default_id: str | None = None  # plain JSON: an id from transport metadata (a header)
 
+    def reject(
+        self, reason: str, raw: bytes, location: str | None, metadata: dict[str, Any]
+    ) -> RejectedEvent:
+        return RejectedEvent(reason, raw, self.received_at, self.received_via, location, metadata)
+
 
 class Invalid(ValueError):
     """A document that cannot become an event; str() names the field and the fix."""
@@ -177,6 +182,71 @@ def cdevent_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> E
     )
 
 
+class InvalidJson(Invalid):
+    """A text that is not JSON at all; `detail` says where and why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"invalid JSON: {detail}")
+        self.detail = detail
+
+
+_read_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
+BOM = b"\xef\xbb\xbf"
+
+
+def event_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> Event:
+    """The event in one JSON text, stored as sent; raises Invalid naming the field, or
+    InvalidJson."""
+    event = cdevent_from_json(raw, origin, metadata)
+    if event is not None:
+        return event
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(str(exc)) from None
+    return normalise(doc, raw, origin, metadata)
+
+
+def events_from_json(
+    data: bytes, origin: Origin, metadata: dict[str, Any], *, label: str = "index"
+) -> tuple[list[Event], list[RejectedEvent]]:
+    """The events of a JSON text holding one event or an array of them, each stored exactly as
+    sent (a number is never re-encoded through a double), and the rejections, each at
+    f"{label} {index}". Raises InvalidJson when the text is not JSON. A leading byte-order mark
+    is ignored, as RFC 8259 allows."""
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    events: list[Event] = []
+    rejected: list[RejectedEvent] = []
+    items = json_array_items(data)
+    if items is None:
+        try:
+            events.append(event_from_json(data, origin, metadata))
+        except InvalidJson:
+            raise
+        except Invalid as exc:
+            rejected.append(origin.reject(str(exc), data, None, metadata))
+        return events, rejected
+    for index, item in enumerate(items):
+        meta = {**metadata, "index": index}
+        try:
+            events.append(event_from_json(item, origin, meta))
+        except Invalid as exc:
+            rejected.append(origin.reject(str(exc), item, f"{label} {index}", meta))
+    return events, rejected
+
+
+def json_array_items(data: bytes) -> list[bytes] | None:
+    """The items of a JSON array, each as sent, or None when `data` is not a well-formed array
+    (orjson.loads then says what it is, or what is wrong with it)."""
+    if data[:1] != b"[" and data.lstrip()[:1] != b"[":
+        return None
+    try:
+        return [bytes(item) for item in _read_array(data)]
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+
+
 def _cdevent(
     doc: dict[str, Any], raw: bytes | None, origin: Origin, metadata: dict[str, Any]
 ) -> Event:
@@ -262,7 +332,7 @@ def _plain(
         )
     event_id = origin.default_id
     if event_id is None:
-        event_id = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        event_id = hashlib.sha256(_canonical(doc, raw)).hexdigest()
     return Event(
         id=event_id,
         source=origin.default_source or f"collector/{origin.received_via}",
@@ -274,6 +344,25 @@ def _plain(
         received_via=origin.received_via,
         metadata=metadata,
     )
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+
+
+def _canonical(doc: Any, raw: bytes | None) -> bytes:
+    """The document's canonical JSON (sorted keys, no spaces), which its content hash id is of.
+
+    orjson reads an integer beyond 64 bits as a double, so two documents differing only in
+    such a number would get one id: those (20 digits or more in the text) are read again by
+    msgspec, which keeps them exact. Everything else is hashed as it always was.
+    """
+    if raw is not None and _LONG_NUMBER.search(raw):
+        exact = msgspec.json.decode(raw)
+        try:
+            return orjson.dumps(exact, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits
+            return msgspec.json.encode(exact, order="sorted")
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def _key(obj: dict[str, Any], key: str, name: str) -> str:
@@ -347,8 +436,9 @@ def _json_kind(doc: Any) -> str:
 
 def binary_cloudevent(
     headers: Mapping[str, str], data: bytes, *, percent_encoded: bool = False
-) -> dict[str, Any]:
-    """The structured form of a binary-mode CloudEvent: attributes from `ce-` headers.
+) -> tuple[dict[str, Any], bytes | None]:
+    """The structured form of a binary-mode CloudEvent, attributes from `ce-` headers, and its
+    JSON text with the data exactly as sent when the data is JSON (else None).
 
     `headers` have lower-case names. The HTTP binding percent-encodes header values
     (`percent_encoded`); the NATS binding does not. JSON data (by content type, or with none)
@@ -356,18 +446,21 @@ def binary_cloudevent(
     """
     doc, json_data = _binary_attributes(headers, percent_encoded)
     if not data:
-        return doc
+        return doc, None
     if json_data:
         try:
-            doc["data"] = orjson.loads(data)
+            parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise Invalid(f"data: not valid JSON: {exc}") from None
-        return doc
+        # The attributes' JSON with the data appended as sent: no number re-encoded.
+        text = orjson.dumps(doc)[:-1] + (b',"data":' if doc else b'"data":') + data + b"}"
+        doc["data"] = parsed
+        return doc, text
     try:
         doc["data"] = data.decode()
     except UnicodeDecodeError:
         doc["data_base64"] = base64.b64encode(data).decode()
-    return doc
+    return doc, None
 
 
 def binary_cdevent(
@@ -379,12 +472,12 @@ def binary_cdevent(
     percent_encoded: bool = False,
 ) -> Event | None:
     """A binary-mode CloudEvent carrying a CDEvent, the fast way of `cdevent_from_json`, or
-    None: then `normalise(binary_cloudevent(...), data_raw=data)` decides. The same Event
+    None: then `normalise(*binary_cloudevent(...), data_raw=data)` decides. The same Event
     either way; what the slow way would look at twice goes the slow way."""
     if headers.get("ce-specversion") != "1.0":
         return None
-    attributes, json_data = _binary_attributes(headers, percent_encoded)
     try:
+        attributes, json_data = _binary_attributes(headers, percent_encoded)
         event_type = _key(attributes, "type", "type")
         _key(attributes, "id", "id")
         _key(attributes, "source", "source")
@@ -399,9 +492,9 @@ def _binary_attributes(
     headers: Mapping[str, str], percent_encoded: bool
 ) -> tuple[dict[str, Any], bool]:
     """A binary-mode CloudEvent's attributes, and whether its data is JSON (by content type,
-    or with none)."""
+    or with none). Raises Invalid for a header value that is not UTF-8."""
     attributes: dict[str, Any] = {
-        name[3:]: unquote(value) if percent_encoded and "%" in value else value
+        name[3:]: _header_value(name, value) if percent_encoded else value
         for name, value in headers.items()
         if name.startswith("ce-")
     }
@@ -411,6 +504,20 @@ def _binary_attributes(
         attributes["datacontenttype"] = content_type
     json_data = not media or media in ("application/json", "text/json") or media.endswith("+json")
     return attributes, json_data
+
+
+def _header_value(name: str, value: str) -> str:
+    """An HTTP binding attribute value: percent-encoded UTF-8 (HTTP headers arrive as latin-1
+    text; a sender that put raw UTF-8 in one is read as meant, not as mojibake)."""
+    try:
+        if not value.isascii():
+            value = value.encode("latin-1").decode()
+        return unquote(value, errors="strict") if "%" in value else value
+    except UnicodeError:
+        raise Invalid(
+            f"{name}: not UTF-8 (percent-encode the UTF-8 bytes of the value, as the CloudEvents "
+            "HTTP binding says)"
+        ) from None
 
 
 def to_cloudevent(event: Event) -> dict[str, Any]:

@@ -93,9 +93,14 @@ class Pipeline:
         return self._queued >= self.limits.queue_size
 
     @property
+    def healthy(self) -> bool:
+        """False while a required sink cannot commit, or once closing."""
+        return not self._closing and all(s.healthy for s in self.required)
+
+    @property
     def accepting(self) -> bool:
         """False while the queue is full or a required sink cannot commit."""
-        return not self._closing and not self.saturated and all(s.healthy for s in self.required)
+        return not self.saturated and self.healthy
 
     async def deliver(self, delivery: Delivery) -> Delivery:
         """Queue a delivery (waiting for room) and return once required sinks committed it."""

@@ -97,6 +97,11 @@ class Intake(Protocol):
     """What the pipeline offers sources: deliver and wait for the commit, or queue only."""
 
     @property
+    def healthy(self) -> bool:
+        """False while a required sink cannot commit, or once closing."""
+        ...
+
+    @property
     def accepting(self) -> bool:
         """False while the queue is full or a required sink cannot commit."""
         ...

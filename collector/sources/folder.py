@@ -13,21 +13,21 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import anyio
-import orjson
 import structlog
 
 from collector.errors import ConfigError, DeliveryFailed, PipelineClosed
 from collector.events import (
+    BOM,
     Event,
     Invalid,
+    InvalidJson,
     Origin,
     RejectedEvent,
-    cdevent_from_json,
-    normalise,
+    event_from_json,
+    events_from_json,
 )
 from collector.metrics import Metrics
 from collector.ports import Delivery, Intake
@@ -232,50 +232,24 @@ class FolderSource:
         )
         events: list[Event] = []
         rejected: list[RejectedEvent] = []
-
-        def reject(reason: str, raw: bytes, location: str | None, meta: dict[str, Any]) -> None:
-            rejected.append(RejectedEvent(reason, raw, received_at, self.name, location, meta))
-
         if Path(relative).suffix in LINE_SUFFIXES:
+            if data.startswith(BOM):  # RFC 8259 lets a parser ignore one; Windows tools write it
+                data = data[len(BOM) :]
             for number, line in enumerate(data.split(b"\n"), start=1):
                 line = line.strip()
                 if not line:
                     continue
                 meta = {"file": relative, "line": number}
-                event = cdevent_from_json(line, origin, meta)
-                if event is not None:
-                    events.append(event)
-                    continue
                 try:
-                    doc = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    reject(f"invalid JSON: {exc}", line, f"line {number}", meta)
-                    continue
-                try:
-                    events.append(normalise(doc, line, origin, meta))
+                    events.append(event_from_json(line, origin, meta))
                 except Invalid as exc:
-                    reject(str(exc), line, f"line {number}", meta)
+                    rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
             return events, rejected
-
         meta = {"file": relative}
         try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            reject(f"invalid JSON: {exc}", data, None, meta)
-            return events, rejected
-        if isinstance(doc, list):
-            for index, item in enumerate(doc):
-                item_meta = {"file": relative, "index": index}
-                try:
-                    events.append(normalise(item, None, origin, item_meta))
-                except Invalid as exc:
-                    reject(str(exc), orjson.dumps(item), f"index {index}", item_meta)
-        else:
-            try:
-                events.append(normalise(doc, None, origin, meta))
-            except Invalid as exc:
-                reject(str(exc), data, None, meta)
-        return events, rejected
+            return events_from_json(data, origin, meta)
+        except InvalidJson as exc:
+            return events, [origin.reject(str(exc), data, None, meta)]
 
     def _chunks(self, events: list[Event], rejected: list[RejectedEvent]) -> Iterator[Delivery]:
         size = self.chunk_size

@@ -1,9 +1,10 @@
 """The HTTP source: webhooks (CloudEvents HTTP binding, CDEvents, JSON, NDJSON) and
 ClusterCockpit line protocol, answered only once the events are committed (ack = "commit").
 
-Order of work per request: auth on the headers, room in the pipeline, the body (size-limited
+Order of work per request: auth on the headers, a pipeline that can commit, the body (size-limited
 while streaming), auth on the body as sent, decompression, decoding, then the delivery. Errors
 are RFC 9457 problem+json naming the event index (or line) and field; bad input never gets a 5xx.
+A full queue is waited for up to queue_wait_s, then 503.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from collector.auth import (
 )
 from collector.errors import PipelineClosed
 from collector.events import (
+    BOM,
     Event,
     Invalid,
+    InvalidJson,
     Origin,
     RejectedEvent,
     binary_cdevent,
     binary_cloudevent,
+    event_from_json,
+    events_from_json,
+    json_array_items,
     normalise,
 )
 from collector.metrics import Metrics
@@ -219,8 +225,8 @@ class HttpSource:
         intake = self._intake
         if intake is None:
             raise _unavailable("collector is starting or shutting down")
-        if not intake.accepting:
-            raise _unavailable("collector cannot accept events now (queue full or database down)")
+        if not intake.healthy:  # a full queue is waited for (queue_wait_s), a failing one not
+            raise _unavailable("collector cannot accept events now (database down, or stopping)")
         task = asyncio.current_task()
         assert task is not None
         raw = await self._body(request, task)
@@ -335,6 +341,8 @@ class HttpSource:
         metadata: dict[str, Any] = {"content_type": media} if media else {}
         events: list[Event] = []
         rejected: list[RejectedEvent] = []
+        if body.startswith(BOM):  # RFC 8259 lets a parser ignore one; Windows tools write it
+            body = body[len(BOM) :]
 
         def add(
             doc: Any,
@@ -347,11 +355,7 @@ class HttpSource:
                 events.append(normalise(doc, raw, origin, meta, data_raw=data_raw))
             except Invalid as exc:
                 raw_bytes = raw if raw is not None else orjson.dumps(doc)
-                rejected.append(
-                    RejectedEvent(
-                        str(exc), raw_bytes, origin.received_at, self.name, location, meta
-                    )
-                )
+                rejected.append(origin.reject(str(exc), raw_bytes, location, meta))
 
         # Binary mode (attributes in ce-* headers) unless the content type says structured or
         # batch: the HTTP binding decides by Content-Type first.
@@ -360,25 +364,31 @@ class HttpSource:
             if event is not None:
                 return [event], rejected
             try:
-                doc = binary_cloudevent(headers, body, percent_encoded=True)
+                doc, text = binary_cloudevent(headers, body, percent_encoded=True)
             except Invalid as exc:
-                raise Problem(400, "Invalid JSON", str(exc)) from None
-            add(doc, None, None, metadata, body)  # the body is the stored payload, as sent
+                raise Problem(400, "Invalid CloudEvent", str(exc)) from None
+            add(doc, text, None, metadata, body)  # the data as sent, a CDEvent's as its payload
             return events, rejected
         if media == "application/cloudevents+json":
             doc = _loads(body, "the CloudEvent")
             if not isinstance(doc, dict):
                 raise Problem(400, "Invalid CloudEvent", "structured mode needs a JSON object")
-            add(doc, body, None, metadata)
-        elif media == "application/cloudevents-batch+json" or media in JSON_TYPES:
-            doc = _loads(body, "the body")
-            if isinstance(doc, list):
-                for index, item in enumerate(doc):
-                    add(item, None, f"event {index}", {**metadata, "index": index})
-            elif media == "application/cloudevents-batch+json":
-                raise Problem(400, "Invalid CloudEvents batch", "batch mode needs a JSON array")
+            if "specversion" not in doc and not isinstance(doc.get("context"), dict):
+                # Not read as plain JSON: the sender said it is a CloudEvent.
+                reason = 'specversion: missing; a structured CloudEvent needs "specversion": "1.0"'
+                rejected.append(origin.reject(reason, body, None, metadata))
             else:
                 add(doc, body, None, metadata)
+        elif media == "application/cloudevents-batch+json" or media in JSON_TYPES:
+            batch = media == "application/cloudevents-batch+json"
+            if batch and json_array_items(body) is None:
+                _loads(body, "the body")  # the JSON error, if that is what is wrong
+                raise Problem(400, "Invalid CloudEvents batch", "batch mode needs a JSON array")
+            try:
+                return events_from_json(body, origin, metadata, label="event")
+            except InvalidJson as exc:
+                detail = f"the body is not valid JSON: {exc.detail}"
+                raise Problem(400, "Invalid JSON", detail) from None
         elif media in NDJSON_TYPES:
             for number, line in enumerate(body.split(b"\n"), start=1):
                 line = line.strip()
@@ -386,20 +396,9 @@ class HttpSource:
                     continue
                 meta = {**metadata, "line": number}
                 try:
-                    doc = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    rejected.append(
-                        RejectedEvent(
-                            f"invalid JSON: {_json_error(exc)}",
-                            line,
-                            origin.received_at,
-                            self.name,
-                            f"line {number}",
-                            meta,
-                        )
-                    )
-                    continue
-                add(doc, line, f"line {number}", meta)
+                    events.append(event_from_json(line, origin, meta))
+                except Invalid as exc:
+                    rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
         else:
             raise Problem(
                 415,

@@ -35,13 +35,14 @@ from nats.js import api as js_api
 from collector import ccmessage
 from collector.errors import ConfigError, PipelineClosed
 from collector.events import (
+    BOM,
     Event,
     Invalid,
     Origin,
     RejectedEvent,
     binary_cdevent,
     binary_cloudevent,
-    cdevent_from_json,
+    events_from_json,
     normalise,
 )
 from collector.natsconn import NatsUnavailable, connect
@@ -448,8 +449,8 @@ class NatsSource:
             if headers.get("ce-specversion") and fmt in ("auto", "cloudevents"):
                 event = binary_cdevent(headers, data, origin, metadata)
                 if event is None:
-                    doc = binary_cloudevent(headers, data)
-                    event = normalise(doc, None, origin, metadata, data_raw=data)
+                    doc, structured = binary_cloudevent(headers, data)
+                    event = normalise(doc, structured, origin, metadata, data_raw=data)
                 events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
@@ -458,43 +459,13 @@ class NatsSource:
                 rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
             else:
-                # A CDEvent, the common case, without building the whole document; anything
-                # else (or anything wrong with it) is decided by normalise.
-                event = cdevent_from_json(data, origin, metadata)
-                if event is not None:
-                    events.append(event)
-                    return
-                doc = orjson.loads(data)
-                if isinstance(doc, list):
-                    for index, item in enumerate(doc):
-                        meta = {**metadata, "index": index}
-                        try:
-                            events.append(normalise(item, None, origin, meta))
-                        except Invalid as exc:
-                            rejected.append(
-                                RejectedEvent(
-                                    str(exc),
-                                    orjson.dumps(item),
-                                    received_at,
-                                    self.name,
-                                    f"index {index}",
-                                    meta,
-                                )
-                            )
-                else:
-                    events.append(normalise(doc, data, origin, metadata))
-        except orjson.JSONDecodeError as exc:
-            rejected.append(
-                RejectedEvent(f"invalid JSON: {exc}", data, received_at, self.name, None, metadata)
-            )
+                decoded, refused = events_from_json(data, origin, metadata)
+                events.extend(decoded)
+                rejected.extend(refused)
         except UnicodeDecodeError as exc:
-            rejected.append(
-                RejectedEvent(
-                    f"not UTF-8 text: {exc}", data, received_at, self.name, None, metadata
-                )
-            )
+            rejected.append(origin.reject(f"not UTF-8 text: {exc}", data, None, metadata))
         except Invalid as exc:
-            rejected.append(RejectedEvent(str(exc), data, received_at, self.name, None, metadata))
+            rejected.append(origin.reject(str(exc), data, None, metadata))
 
     def _type_for(self, subject: str) -> str | None:
         s = self.settings
@@ -516,7 +487,7 @@ def _subject_matches(pattern: str, subject: str) -> bool:
 
 
 def _looks_like_json(data: bytes) -> bool:
-    head = data.lstrip()[:1]
+    head = data.removeprefix(BOM).lstrip()[:1]
     return head in (b"{", b"[")
 
 

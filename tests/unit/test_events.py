@@ -624,8 +624,8 @@ def binary_headers(doc: dict[str, Any], **extra: str) -> dict[str, str]:
 
 def slow_binary(headers: dict[str, str], data: bytes) -> Event | str:
     try:
-        doc = binary_cloudevent(headers, data, percent_encoded=True)
-        return normalise(doc, None, ORIGIN, {"line": 1}, data_raw=data)
+        doc, text = binary_cloudevent(headers, data, percent_encoded=True)
+        return normalise(doc, text, ORIGIN, {"line": 1}, data_raw=data)
     except Invalid as exc:
         return str(exc)
 
@@ -677,3 +677,15 @@ def test_the_binary_fast_way_keeps_the_attributes_and_the_body_as_sent() -> None
     assert event.metadata["cloudevent"]["source"] == "/ci/jenkins/main"
     assert event.metadata["cloudevent"]["datacontenttype"] == "application/json"
     assert event.subject == "pipeline/42"
+
+
+def test_a_binary_cloudevent_keeps_its_json_data_as_sent() -> None:
+    data = b'{"n": 123456789012345678901234567890, "d": 0.10000000000000000001}'
+    headers = {"ce-specversion": "1.0", "ce-id": "n-1", "ce-source": "/s", "ce-type": "t"}
+    doc, text = binary_cloudevent(headers, data)
+    assert text is not None
+    assert orjson.loads(text) == doc
+    event = normalise(doc, text, ORIGIN, {}, data_raw=data)
+    assert event.payload.endswith(b'"data":' + data + b"}")
+    text_headers = {**headers, "content-type": "text/plain"}
+    assert binary_cloudevent(text_headers, b"plain")[1] is None  # a string: nothing to keep

@@ -97,6 +97,23 @@ def test_json_array_rejects_bad_items_by_index(tmp_path: Path) -> None:
     assert rejected[0].message == "index 1: an event must be a JSON object, not a number"
 
 
+def test_every_document_is_stored_as_written(tmp_path: Path) -> None:
+    # Numbers a double would round, a pretty-printed item, a byte-order mark (Windows tools).
+    first = line(cdevent("a"))[:-1] + b', "n": 123456789012345678901234567890}'
+    second = (
+        orjson.dumps(cdevent("b"), option=orjson.OPT_INDENT_2)[:-1]
+        + b', "d": 0.10000000000000000001}'
+    )
+    data = b"\xef\xbb\xbf[" + first + b",\n  " + second + b"\n]\n"
+
+    events, rejected = source(tmp_path).decode(data, "many.json", RECEIVED)
+
+    assert rejected == []
+    assert [e.payload for e in events] == [first, second]
+    [single], _ = source(tmp_path).decode(b"\xef\xbb\xbf" + first, "one.json", RECEIVED)
+    assert single.payload == first
+
+
 def test_empty_json_array_has_nothing_to_say(tmp_path: Path) -> None:
     assert source(tmp_path).decode(b"[]", "empty.json", RECEIVED) == ([], [])
 

@@ -10,9 +10,9 @@ import pytest
 from nats.aio.msg import Msg
 
 from collector import demo_events
+from collector import events as events_module
 from collector.events import Origin, cdevent_from_json
 from collector.settings import NatsSourceSettings
-from collector.sources import nats as nats_source
 from collector.sources.nats import NatsSource
 from tests.conftest import SPEC
 
@@ -91,7 +91,7 @@ def test_the_cdevents_fast_path_makes_what_normalise_makes(
     assert sum(cdevent_from_json(m.data, origin, {}) is not None for m in messages) > 100
 
     fast, fast_invalid = nats.decode_all(messages, RECEIVED)
-    monkeypatch.setattr(nats_source, "cdevent_from_json", lambda *args: None)
+    monkeypatch.setattr(events_module, "cdevent_from_json", lambda *args: None)
     slow, slow_invalid = nats.decode_all(messages, RECEIVED)
 
     assert fast.events == slow.events
