@@ -99,6 +99,8 @@ class HmacAuth:
                 403, f"invalid signature: {self.header} must start with {self.prefix!r}"
             )
         presented = value[len(self.prefix) :].strip()
+        if self.encoding == "hex":
+            presented = presented.lower()  # hex digits are case-insensitive
         expected = [self.sign(body, secret) for secret in self._secrets]
         if not _matches_any(presented.encode(), [e.encode() for e in expected]):
             raise AuthError(403, "invalid signature: the body does not match its HMAC-SHA256")

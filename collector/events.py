@@ -333,6 +333,8 @@ def _plain(
     event_id = origin.default_id
     if event_id is None:
         event_id = hashlib.sha256(_canonical(doc, raw)).hexdigest()
+    else:  # from a header: checked as an id in the document would be
+        event_id = _key({"id": event_id}, "id", "id (from the id header)")
     return Event(
         id=event_id,
         source=origin.default_source or f"collector/{origin.received_via}",

@@ -138,7 +138,7 @@ def detect_format(data: bytes) -> BodyFormat:
     Data that starts like JSON but does not parse stays JSON (or NDJSON when it has several
     lines), so that the server names the broken event or line rather than this guess.
     """
-    text = data.strip()
+    text = data.strip().removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as Windows writes
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -249,6 +249,12 @@ def describe_failure(answer: Answer, where: str, retry_after: str | None = None)
             message += "\n  " + _error_line(error)
         if len(errors) > MAX_ERRORS_SHOWN:
             message += f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more"
+    accepted = doc.get("accepted")
+    if isinstance(accepted, int) and accepted > 0:  # a partial success: the valid ones stored
+        duplicates = doc.get("duplicates")
+        message += f"\naccepted: {accepted}" + (
+            f" (duplicates: {duplicates})" if isinstance(duplicates, int) else ""
+        )
     return message
 
 

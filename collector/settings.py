@@ -203,6 +203,15 @@ class HttpSourceSettings(Section):
     )
     event_type: str | None = Field(default=None, description="type for plain JSON without one")
     event_source: str | None = Field(default=None, description="source for plain JSON")
+    type_header: str | None = Field(
+        default=None, description="plain JSON: header carrying the type (GitHub: X-GitHub-Event)"
+    )
+    id_header: str | None = Field(
+        default=None, description="plain JSON: header carrying the id (GitHub: X-GitHub-Delivery)"
+    )
+    headers: list[str] = Field(
+        default_factory=list, description="request headers kept in each event's metadata"
+    )
 
 
 class NatsConnectionSettings(Section):

@@ -235,16 +235,21 @@ class HttpSource:
             self.auth.after_body(request.headers, raw)
         except AuthError as exc:
             raise _auth_problem(exc) from None
-        body = self._decompressed(request, raw)
         received_at = datetime.now(UTC)
+        settings = self.settings
+        headers = request.headers
         origin = Origin(
             received_via=self.name,
             received_at=received_at,
-            default_type=self.settings.event_type,
-            default_source=self.settings.event_source,
+            default_type=(settings.type_header and headers.get(settings.type_header.lower()))
+            or settings.event_type,
+            default_source=settings.event_source,
+            default_id=(settings.id_header and headers.get(settings.id_header.lower())) or None,
         )
         extra: dict[str, Any] = {}
+        body = raw
         try:
+            body = self._decompressed(request, raw)
             if self.settings.format == "lineprotocol":
                 events, rejected, extra = self._decode_lines(request, body, origin)
             else:
@@ -260,6 +265,7 @@ class HttpSource:
                     None,
                     {"content_type": request.headers.get("content-type", "")},
                 )
+                self.metrics.received(1)
                 await self._deliver(intake, Delivery(events=[], rejected=[whole]), task)
             raise
         if len(events) + len(rejected) > self.settings.max_events:
@@ -339,6 +345,10 @@ class HttpSource:
         headers = request.headers
         media = headers.get("content-type", "").split(";")[0].strip().lower()
         metadata: dict[str, Any] = {"content_type": media} if media else {}
+        if self.settings.headers:
+            kept = {h: headers[h.lower()] for h in self.settings.headers if h.lower() in headers}
+            if kept:
+                metadata["headers"] = kept
         events: list[Event] = []
         rejected: list[RejectedEvent] = []
         if body.startswith(BOM):  # RFC 8259 lets a parser ignore one; Windows tools write it
@@ -413,16 +423,14 @@ class HttpSource:
         self, request: HttpRequest, body: bytes, origin: Origin
     ) -> tuple[list[Event], list[RejectedEvent], dict[str, Any]]:
         # Any content type: ClusterCockpit's senders and curl's default don't say text/plain.
-        try:
-            text = body.decode()
-        except UnicodeDecodeError as exc:
-            raise Problem(400, "Invalid body", f"line protocol must be UTF-8: {exc}") from None
         precision = request.query.get("precision")
         if precision is not None and precision not in ("s", "ms", "us", "µs", "ns"):
             raise Problem(400, "Invalid precision", f"precision={precision!r}: use s, ms, us or ns")
         cluster = request.query.get("cluster") or self.settings.cluster
+        text, not_utf8 = _utf8_lines(body, origin)
         decoded = ccmessage.decode(text, origin, cluster=cluster, precision=precision)
-        return decoded.events, decoded.rejected, {"metrics_skipped": decoded.metrics_skipped}
+        rejected = sorted([*not_utf8, *decoded.rejected], key=lambda r: r.metadata["line"])
+        return decoded.events, rejected, {"metrics_skipped": decoded.metrics_skipped}
 
     async def _deliver(self, intake: Intake, delivery: Delivery, task: asyncio.Task[Any]) -> None:
         try:
@@ -447,6 +455,25 @@ class HttpSource:
         if delivery.error is not None:
             log.error("delivery_failed", source=self.name, error=str(delivery.error))
             raise _unavailable("the events could not be committed; resending is safe")
+
+
+def _utf8_lines(body: bytes, origin: Origin) -> tuple[str, list[RejectedEvent]]:
+    """The body as text, and a rejection for each line that is not UTF-8 (left empty in the
+    text, so the others keep their numbers and are stored)."""
+    try:
+        return body.decode(), []
+    except UnicodeDecodeError:
+        pass
+    lines: list[str] = []
+    rejected: list[RejectedEvent] = []
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode())
+        except UnicodeDecodeError as exc:
+            lines.append("")
+            reason = f"not UTF-8: {exc}"
+            rejected.append(origin.reject(reason, line.strip(), f"line {number}", {"line": number}))
+    return "\n".join(lines), rejected
 
 
 def _loads(body: bytes, what: str) -> Any:

@@ -87,6 +87,13 @@ type = "http"
 event_type = "org.example.plain"
 event_source = "/tests/plain"
 
+[sources.hooks]
+type = "http"
+event_type = "org.example.hook"
+type_header = "X-GitHub-Event"
+id_header = "X-GitHub-Delivery"
+headers = ["X-GitHub-Hook-ID"]
+
 [sources.queued]
 type = "http"
 ack = "enqueue"
@@ -410,6 +417,28 @@ def test_gzip_content_encoding(client: httpx.Client, db_url: str) -> None:
     assert len(events_with_ids(db_url, more)) == 3
 
 
+def test_a_body_that_is_not_gzip_is_refused_and_kept(client: httpx.Client, db_url: str) -> None:
+    marker = unique("notgzip")
+    before = received_count(client, "events")
+    response = client.post(
+        "/webhook/events",
+        content=orjson.dumps(cloudevent(marker)),
+        headers={"content-type": "application/cloudevents+json", "content-encoding": "gzip"},
+    )
+    assert "not valid gzip" in assert_problem(response, 400)["detail"]
+    [kept] = [r for r in rejected_for(db_url, "events") if marker in r[2]]
+    assert "not valid gzip" in kept[0]
+    # Counted as received, as every input that ends in the rejected table is.
+    assert received_count(client, "events") == before + 1
+
+
+def received_count(client: httpx.Client, source: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'collector_events_received_total{{source="{source}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_plain_json_takes_type_and_source_from_configuration(
     client: httpx.Client, db_url: str
 ) -> None:
@@ -501,6 +530,34 @@ def test_a_byte_order_mark_is_ignored(client: httpx.Client, db_url: str) -> None
     )
     assert response.status_code == 202, response.text
     assert len(events_with_ids(db_url, [event_id])) == 1
+
+
+def test_plain_json_takes_type_and_id_from_headers_and_keeps_chosen_headers(
+    client: httpx.Client, db_url: str
+) -> None:
+    # A GitHub webhook: the event's kind and delivery id travel in headers, not in the body.
+    delivery, marker = unique("delivery"), unique("hook")
+    push = post_json(
+        client,
+        "/webhook/hooks",
+        {"ref": "refs/heads/main", "marker": marker},
+        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery, "X-GitHub-Hook-ID": "7"},
+    )
+    assert push.json() == {"accepted": 1, "duplicates": 0, "ids": [delivery]}, push.text
+    again = post_json(
+        client,
+        "/webhook/hooks",
+        {"ref": "refs/heads/main", "marker": marker},
+        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery},
+    )
+    assert again.json()["duplicates"] == 1  # GitHub's redelivery of the same delivery id
+    ping = post_json(client, "/webhook/hooks", {"zen": marker})  # no headers: the defaults
+    [ping_id] = ping.json()["ids"]
+    stored = {r[0]: r for r in events_with_ids(db_url, [delivery, ping_id])}
+    assert stored[delivery][2] == "push"
+    assert stored[delivery][6]["headers"] == {"X-GitHub-Hook-ID": "7"}
+    assert stored[ping_id][2] == "org.example.hook"
+    assert "headers" not in stored[ping_id][6]
 
 
 def test_cloudevent_carrying_a_cdevent_is_stored_as_cdevents(
@@ -1086,7 +1143,9 @@ def test_line_protocol_bad_lines_are_named_and_good_ones_kept(
             f'far,hostname={host} event="x" 99999999999',
         ]
     )
-    response = client.post("/api/write?cluster=c2", content=body)
+    # A line that is not UTF-8 is rejected alone too.
+    not_utf8 = f'utf,hostname={host} event="caf'.encode() + b'\xe9"'
+    response = client.post("/api/write?cluster=c2", content=body.encode() + b"\n" + not_utf8)
     problem = assert_problem(response, 400)
     assert [e["location"] for e in problem["errors"]] == [
         "line 2",
@@ -1094,7 +1153,9 @@ def test_line_protocol_bad_lines_are_named_and_good_ones_kept(
         "line 5",
         "line 6",
         "line 7",
+        "line 8",
     ]
+    assert problem["errors"][5]["detail"].startswith("not UTF-8")
     assert "64-bit" in problem["errors"][3]["detail"]
     assert "timestamp 99999999999: out of range" in problem["errors"][4]["detail"]
     assert "line 2: not line protocol" in problem["detail"]
@@ -1106,7 +1167,7 @@ def test_line_protocol_bad_lines_are_named_and_good_ones_kept(
         "org.clustercockpit.log.ok2",
     ]
     rejected = [r for r in rejected_for(db_url, "cc") if host in r[2]]
-    assert [r[1] for r in rejected] == ["line 3", "line 5", "line 6", "line 7"]
+    assert [r[1] for r in rejected] == ["line 3", "line 5", "line 6", "line 7", "line 8"]
     assert [r for r in rejected_for(db_url, "cc") if r[2] == "this is not line protocol"]
 
     no_cluster = client.post("/api/write", content=f'orphan,hostname={host} event="x"')

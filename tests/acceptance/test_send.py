@@ -221,7 +221,7 @@ def test_a_bad_event_exits_1_naming_its_index(
     first, *errors = result.stderr.splitlines()
     assert first.startswith(f"collector: send: {collector_url}/webhook/ci answered HTTP 400 ")
     assert "1 of 2 rejected" in first
-    assert errors == ["  event 1: context.id: missing"]
+    assert errors == ["  event 1: context.id: missing", "accepted: 1 (duplicates: 0)"]
     assert [row[0] for row in stored(db)] == [good["context"]["id"]]  # the good one is kept
 
 

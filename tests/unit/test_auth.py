@@ -63,6 +63,8 @@ def test_github_style_hmac_with_rotation() -> None:
     assert status_of(lambda: auth.before_body({})) == 401
     assert status_of(lambda: auth.after_body({"x-hub-signature-256": good}, body + b" ")) == 403
     assert status_of(lambda: auth.after_body({"x-hub-signature-256": good[7:]}, body)) == 403
+    upper = {"x-hub-signature-256": "sha256=" + good[7:].upper()}  # hex digits in any case
+    auth.after_body(upper, body)
 
 
 def test_hmac_with_custom_header_prefix_and_base64() -> None:

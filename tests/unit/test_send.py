@@ -46,6 +46,7 @@ CLOUDEVENT = b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}'
         (b'{"a": 1', "json"),  # the server answers "invalid JSON" with the position
         (b'start_job,hostname=n1 event="x" 1700000000\n', "lineprotocol"),
         (b'node_down event="a"\nnode_up event="b"', "lineprotocol"),
+        (b"\xef\xbb\xbf" + CLOUDEVENT, "cloudevent"),  # a byte-order mark, as Windows writes
     ],
 )
 def test_detect_format(data: bytes, expected: str) -> None:
@@ -206,6 +207,7 @@ def test_describe_a_problem_with_errors() -> None:
         "send: http://h/w answered HTTP 400 Invalid events: "
         "1 of 2 rejected; event 1: context.id: missing",
         "  event 1: context.id: missing",
+        "accepted: 1",  # the valid events of the request were stored
     ]
 
 
