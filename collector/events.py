@@ -303,6 +303,8 @@ def _cloudevent(
         if _escapes_nul(attributes):  # kept in metadata, a jsonb column
             raise Invalid("attributes: contain \\u0000, which PostgreSQL jsonb cannot store")
         return event
+    if "data_base64" in doc:
+        _check_base64(doc)
     subject = doc.get("subject")
     if subject is not None and not isinstance(subject, str):
         raise Invalid("subject: must be a string")
@@ -320,6 +322,18 @@ def _cloudevent(
         subject=subject,
         metadata=metadata,
     )
+
+
+def _check_base64(doc: dict[str, Any]) -> None:
+    if "data" in doc:
+        raise Invalid("data_base64: a CloudEvent carries data or data_base64, not both")
+    encoded = doc["data_base64"]
+    try:
+        if not isinstance(encoded, str):
+            raise ValueError
+        base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise Invalid("data_base64: not a base64 string") from None
 
 
 def _plain(

@@ -689,3 +689,19 @@ def test_a_binary_cloudevent_keeps_its_json_data_as_sent() -> None:
     assert event.payload.endswith(b'"data":' + data + b"}")
     text_headers = {**headers, "content-type": "text/plain"}
     assert binary_cloudevent(text_headers, b"plain")[1] is None  # a string: nothing to keep
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"data": {"a": 1}, "data_base64": "AAE="}, "data_base64: a CloudEvent carries data or"),
+        ({"data_base64": "not base64!"}, "data_base64: not a base64 string"),
+        ({"data_base64": 7}, "data_base64: not a base64 string"),
+    ],
+)
+def test_data_base64_is_checked(extra: dict[str, Any], reason: str) -> None:
+    doc = {"specversion": "1.0", "id": "b-1", "source": "/s", "type": "t", **extra}
+    with pytest.raises(Invalid, match=reason):
+        normalise(doc, None, ORIGIN, {})
+    good = {"specversion": "1.0", "id": "b-1", "source": "/s", "type": "t", "data_base64": "AAE="}
+    assert normalise(good, None, ORIGIN, {}).family == "cloudevents"
