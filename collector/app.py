@@ -122,7 +122,10 @@ def build_sinks(
         elif isinstance(config, NatsSinkSettings):
             sink = NatsSink(name, config)
         elif isinstance(config, HttpSinkSettings):
-            sink = HttpSink(name, config)
+            forward = HttpSink(name, config)
+            if metrics is not None:
+                metrics.read_refused(name, _refused(forward))
+            sink = forward
         elif isinstance(config, FolderSinkSettings):
             sink = FolderSink(name, config)
         else:
@@ -133,6 +136,10 @@ def build_sinks(
 
 def _database_errors(sink: PostgresSink) -> Callable[[], int]:
     return lambda: sink.database_errors
+
+
+def _refused(sink: HttpSink) -> Callable[[], int]:
+    return lambda: sink.refused
 
 
 def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[Source]:
