@@ -268,11 +268,13 @@ async def serve(
             for source in sources:
                 inputs.start_soon(source.run, pipeline, stop)
             await stop.wait()
-            # Sources finish what they hold; past the timeout the rest stays unacknowledged
-            # (claimed files, unacked messages) and is delivered again after a restart.
-            inputs.cancel_scope.deadline = anyio.current_time() + timeout
+            # One deadline for the whole drain: sources finish what they hold, the pipeline
+            # writes what is queued; past it the rest stays unacknowledged (claimed files,
+            # unacked messages) and is delivered again after a restart.
+            deadline = anyio.current_time() + timeout
+            inputs.cancel_scope.deadline = deadline
         await pipeline.close()
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_at(deadline):
             await drained.wait()
         if not drained.is_set():
             log.warning("shutdown_timeout", unwritten=pipeline.depth)
