@@ -266,20 +266,65 @@ async def test_nats_sink_publishes_structured_cloudevents_with_jetstream_acks(
     )
 
 
-async def test_nats_sink_without_a_stream_fails_the_write(
-    nats_server: NatsServer, nats_names: NatsNames
-) -> None:
-    sink = NatsSink(
+def nats_sink(nats_server: NatsServer, subject: str, **settings: Any) -> NatsSink:
+    return NatsSink(
         "bus",
         NatsSinkSettings(
-            type="nats",
-            servers=[nats_server.url],
-            subject=nats_names.prefix + ".{type}",
-            jetstream=True,
+            type="nats", servers=[nats_server.url], subject=subject, jetstream=True, **settings
         ),
     )
-    with pytest.raises(NatsSinkError, match="nats sink bus"):
+
+
+async def test_nats_sink_without_a_stream_retries_with_backoff_then_names_the_subject(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    sink = nats_sink(nats_server, nats_names.prefix + ".{type}", retries=2, backoff_s=0.01)
+    with capture_logs() as logs, pytest.raises(NatsSinkError) as failure:
         await write(sink, Batch(events()[:1]))
+
+    subject = f"{nats_names.prefix}.dev.cdevents.build.started.0.3.0"
+    assert str(failure.value) == (
+        f"nats sink bus: no JetStream stream captures subject {subject}: create one, or set "
+        "jetstream = false (1 of 1 events not published after 3 attempts)"
+    )
+    retries = [e for e in logs if e["event"] == "nats_sink_retry"]
+    assert [(e["attempt"], e["retry_in_s"]) for e in retries] == [(1, 0.01), (2, 0.02)]
+    assert sink.healthy  # giving up leaves it ready for the next write
+
+
+async def test_nats_sink_publishes_again_only_what_failed(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    """A stream that captures one of four subjects: that event is published at once, the
+    other three once the stream captures them too — and none twice."""
+    p = nats_names.prefix
+    order = f"{p}.cloudevents.com.example.order"
+    await anyio.to_thread.run_sync(
+        lambda: nats_server.run(
+            lambda c: c.jetstream().add_stream(name=nats_names.stream, subjects=[order])
+        )
+    )
+    sink = nats_sink(nats_server, p + ".{family}.{type}", retries=10, backoff_s=0.2)
+    sent = events()
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, sink, Batch(sent))
+            with anyio.fail_after(10):
+                while not any(e["event"] == "nats_sink_retry" for e in logs):
+                    await anyio.sleep(0.01)
+            assert not sink.healthy  # while retrying
+            await anyio.to_thread.run_sync(
+                lambda: nats_server.run(
+                    lambda c: c.jetstream().update_stream(
+                        name=nats_names.stream, subjects=[nats_names.wildcard]
+                    )
+                )
+            )
+
+    first_retry = next(e for e in logs if e["event"] == "nats_sink_retry")
+    assert first_retry["unpublished"] == 3
+    assert sink.healthy
+    assert await anyio.to_thread.run_sync(nats_server.stream_messages, nats_names.stream) == 4
 
 
 def test_nats_sink_subjects_never_get_wildcards_or_empty_tokens() -> None:
