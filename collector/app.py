@@ -122,7 +122,10 @@ def build_sinks(
         elif isinstance(config, NatsSinkSettings):
             sink = NatsSink(name, config)
         elif isinstance(config, HttpSinkSettings):
-            sink = HttpSink(name, config)
+            forward = HttpSink(name, config)
+            if metrics is not None:
+                metrics.read_refused(name, _refused(forward))
+            sink = forward
         elif isinstance(config, FolderSinkSettings):
             sink = FolderSink(name, config)
         else:
@@ -133,6 +136,10 @@ def build_sinks(
 
 def _database_errors(sink: PostgresSink) -> Callable[[], int]:
     return lambda: sink.database_errors
+
+
+def _refused(sink: HttpSink) -> Callable[[], int]:
+    return lambda: sink.refused
 
 
 def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[Source]:
@@ -261,11 +268,13 @@ async def serve(
             for source in sources:
                 inputs.start_soon(source.run, pipeline, stop)
             await stop.wait()
-            # Sources finish what they hold; past the timeout the rest stays unacknowledged
-            # (claimed files, unacked messages) and is delivered again after a restart.
-            inputs.cancel_scope.deadline = anyio.current_time() + timeout
+            # One deadline for the whole drain: sources finish what they hold, the pipeline
+            # writes what is queued; past it the rest stays unacknowledged (claimed files,
+            # unacked messages) and is delivered again after a restart.
+            deadline = anyio.current_time() + timeout
+            inputs.cancel_scope.deadline = deadline
         await pipeline.close()
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_at(deadline):
             await drained.wait()
         if not drained.is_set():
             log.warning("shutdown_timeout", unwritten=pipeline.depth)

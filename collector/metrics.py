@@ -2,7 +2,8 @@
 
 Counts come from where the facts are: sources count what they receive, the pipeline what
 the required sinks committed (new, duplicate, rejected); values adapters already keep
-(database errors, optional-sink drops, queue depth) are read when /metrics is scraped.
+(database errors, optional-sink drops, events a receiver refused, queue depth) are read when
+/metrics is scraped.
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ class Metrics:
             "Events an optional sink dropped (buffer full or write failed)",
             "sink",
         )
+        self._refused = _ReadCounter(
+            "collector_sink_refused",
+            "Events a forwarding sink's receiver refused for good (not sent again)",
+            "sink",
+        )
         self._sources: dict[str, SourceMetrics] = {}
         registry.register(_SourceCounts(self._sources))
         registry.register(self._database_errors)
         registry.register(self._dropped)
+        registry.register(self._refused)
 
     def source(self, name: str) -> SourceMetrics:
         """The counters of one source, shown (at zero) from the start."""
@@ -131,6 +138,9 @@ class Metrics:
 
     def read_dropped(self, sink: str, read: Callable[[], float]) -> None:
         self._dropped.add(sink, read)
+
+    def read_refused(self, sink: str, read: Callable[[], float]) -> None:
+        self._refused.add(sink, read)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics when asked) and its content type."""

@@ -328,7 +328,9 @@ class OptionalSink:
 
     def offer(self, batch: Batch) -> None:
         size = len(batch.events)
-        if self._buffered + size > self.capacity:
+        # A batch larger than the buffer is let in alone (as the pipeline's queue does), or a
+        # buffer smaller than a batch would drop everything.
+        if self._buffered > 0 and self._buffered + size > self.capacity:
             self.dropped += size
             log.warning(
                 "optional_sink_dropped",

@@ -311,6 +311,8 @@ class NatsSinkSettings(NatsConnectionSettings):
         description="subject template: {family}, {type}, {source}, {subject}, {id}",
     )
     jetstream: bool = Field(default=False, description="publish with JetStream acks")
+    retries: int = Field(default=5, ge=0, description="retries when a publish fails")
+    backoff_s: float = Field(default=0.2, ge=0, description="first retry delay, doubled each time")
 
 
 class HttpSinkSettings(Section):

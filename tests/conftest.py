@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
+from tests.http_receiver import receiver  # noqa: F401 - fixtures for every test
 from tests.nats_fixtures import nats_names, nats_server  # noqa: F401 - fixtures for every test
 
 REPO = Path(__file__).resolve().parent.parent

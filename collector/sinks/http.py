@@ -1,5 +1,6 @@
 """The http sink: events forwarded as CloudEvents (structured, binary or batch mode), signed
-with HMAC when configured, retried with exponential backoff on 5xx, 429 and network errors."""
+with HMAC when configured, retried with exponential backoff on 5xx, 429 and network errors.
+An event the receiver refuses (another 4xx) is logged and counted, and the others still go."""
 
 from __future__ import annotations
 
@@ -21,10 +22,17 @@ from collector.settings import HttpSinkSettings
 log = structlog.get_logger("collector.sinks.http")
 
 MAX_RETRY_AFTER_S = 60.0
+# 4xx answers about the moment or about the sink itself (credentials, URL), not the event:
+# retried like 5xx, so a required sink waits for a fix instead of refusing every event.
+RETRIED_4XX = frozenset({401, 403, 404, 405, 407, 408, 429})
 
 
 class HttpSinkError(CollectorError):
-    """The receiver refused an event (4xx other than 429), or kept failing past the retries."""
+    """The receiver refused an event (a 4xx not retried), or kept failing past the retries."""
+
+
+class HttpRefused(HttpSinkError):
+    """The receiver refused the request for good: sending it again would not help."""
 
 
 class HttpSink:
@@ -33,6 +41,7 @@ class HttpSink:
         self.settings = settings
         self.buffer = settings.buffer
         self.healthy = True
+        self.refused = 0  # events the receiver refused (collector_sink_refused_total)
         self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
@@ -43,17 +52,45 @@ class HttpSink:
             await self._client.aclose()
 
     async def write(self, batch: Batch) -> BatchResult:
-        if self.settings.mode == "batch":
-            if batch.events:
-                body = orjson.dumps([to_cloudevent(e) for e in batch.events])
-                await self._post(body, {"content-type": "application/cloudevents-batch+json"})
-        else:
-            for event in batch.events:
-                body, headers = self._request(event)
-                await self._post(body, headers)
-        return BatchResult(stored=len(batch.events), duplicates=frozenset(), rejected=0)
+        """Send every event; one the receiver refuses is logged, counted and left out (sending
+        it again would fail the same way, and hold up every later event); retries exhausted
+        raise HttpSinkError, so that the batch is written again later."""
+        events = batch.events
+        if self.settings.mode == "batch" and events:
+            try:
+                await self._post(*self._batch_request(events))
+                return BatchResult(stored=len(events), duplicates=frozenset(), rejected=0)
+            except HttpRefused as exc:
+                # One bad event refuses a whole batch: send them one by one to find it.
+                log.warning(
+                    "http_sink_batch_refused", sink=self.name, events=len(events), error=str(exc)
+                )
+        refused = 0
+        for event in events:
+            try:
+                await self._post(*self._request(event))
+            except HttpRefused as exc:
+                refused += 1
+                self.refused += 1
+                log.error(
+                    "http_sink_refused",
+                    sink=self.name,
+                    id=event.id,
+                    source=event.source,
+                    type=event.type,
+                    error=str(exc),
+                    refused_total=self.refused,
+                )
+        return BatchResult(stored=len(events) - refused, duplicates=frozenset(), rejected=0)
+
+    @staticmethod
+    def _batch_request(events: list[Event]) -> tuple[bytes, dict[str, str]]:
+        body = orjson.dumps([to_cloudevent(e) for e in events])
+        return body, {"content-type": "application/cloudevents-batch+json"}
 
     def _request(self, event: Event) -> tuple[bytes, dict[str, str]]:
+        if self.settings.mode == "batch":  # a batch of one
+            return self._batch_request([event])
         document = to_cloudevent(event)
         if self.settings.mode == "structured":
             return orjson.dumps(document), {"content-type": "application/cloudevents+json"}
@@ -99,8 +136,8 @@ class HttpSink:
                 if response.is_success:
                     return
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code < 500 and response.status_code != 429:
-                    raise HttpSinkError(f"http sink {self.name}: {s.url} refused: {problem}")
+                if response.status_code < 500 and response.status_code not in RETRIED_4XX:
+                    raise HttpRefused(f"http sink {self.name}: {s.url} refused: {problem}")
                 wait = max(delay, _retry_after(response))
             self.healthy = False
             if attempt == s.retries:

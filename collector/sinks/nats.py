@@ -1,5 +1,6 @@
 """The nats sink: each event as a structured CloudEvent on a subject made from a template,
-published on core NATS (flushed per batch) or with JetStream acknowledgements."""
+published on core NATS (flushed per batch) or with JetStream acknowledgements; what failed is
+published again with exponential backoff, up to the retries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 import anyio
 import nats.errors
+import nats.js.errors
 import orjson
 import structlog
 from nats.aio.client import Client
@@ -24,6 +26,9 @@ class NatsSinkError(CollectorError):
     """Publishing failed (no stream for the subject, a timeout, no connection)."""
 
 
+Message = tuple[str, bytes]  # subject, data
+
+HEADERS = {"content-type": "application/cloudevents+json"}
 _NOT_IN_TOKEN = re.compile(r"[\s*>]")
 _EMPTY_TOKENS = re.compile(r"\.{2,}")
 PUBLISH_CONCURRENCY = 256
@@ -49,28 +54,47 @@ class NatsSink:
         if self._client is not None and self._client.is_connected:
             await self._client.drain()
 
-    async def _publish_acked(
-        self, client: Client, messages: list[tuple[str, bytes]], headers: dict[str, str]
-    ) -> None:
-        """JetStream publishes, many in flight; the first failure fails the batch."""
+    async def _publish(self, messages: list[Message]) -> tuple[list[Message], str]:
+        """Publish; the messages left to publish again, and why ("" when none are left)."""
+        assert self._client is not None, "open() first"
+        client = self._client
+        if not self.settings.jetstream:
+            try:
+                for subject, data in messages:
+                    await client.publish(subject, data, headers=HEADERS)
+                await client.flush()
+            except (nats.errors.Error, TimeoutError) as exc:
+                return messages, _describe(exc)  # which ones the server got is unknown
+            return [], ""
+        # JetStream: many publishes in flight, each acknowledged; after a failure the rest
+        # are not tried (they would most likely fail the same way).
         js = client.jetstream()
         limiter = anyio.Semaphore(PUBLISH_CONCURRENCY)
-        failures: list[BaseException] = []
+        left: list[Message] = []
+        problems: list[str] = []
 
-        async def publish(subject: str, data: bytes) -> None:
+        async def publish(message: Message) -> None:
             async with limiter:
-                if failures:
+                if problems:
+                    left.append(message)
                     return
+                subject, data = message
                 try:
-                    await js.publish(subject, data, headers=headers)
+                    await js.publish(subject, data, headers=HEADERS)
+                except nats.js.errors.NoStreamResponseError:
+                    left.append(message)
+                    problems.append(
+                        f"no JetStream stream captures subject {subject}: "
+                        "create one, or set jetstream = false"
+                    )
                 except (nats.errors.Error, TimeoutError) as exc:
-                    failures.append(exc)
+                    left.append(message)
+                    problems.append(f"subject {subject}: {_describe(exc)}")
 
         async with anyio.create_task_group() as tg:
-            for subject, data in messages:
-                tg.start_soon(publish, subject, data)
-        if failures:
-            raise failures[0]
+            for message in messages:
+                tg.start_soon(publish, message)
+        return left, problems[0] if problems else ""
 
     def subject(self, event: Event) -> str:
         parts = {
@@ -91,16 +115,37 @@ class NatsSink:
 
     async def write(self, batch: Batch) -> BatchResult:
         assert self._client is not None, "open() first"
-        client = self._client
+        s = self.settings
         messages = [(self.subject(e), orjson.dumps(to_cloudevent(e))) for e in batch.events]
-        headers = {"content-type": "application/cloudevents+json"}
+        left = messages
+        delay = s.backoff_s
+        attempts = 0
         try:
-            if self.settings.jetstream:
-                await self._publish_acked(client, messages, headers)
-            else:
-                for subject, data in messages:
-                    await client.publish(subject, data, headers=headers)
-                await client.flush()
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise NatsSinkError(f"nats sink {self.name}: {str(exc) or type(exc).__name__}") from exc
-        return BatchResult(stored=len(messages), duplicates=frozenset(), rejected=0)
+            while True:
+                left, problem = await self._publish(left)
+                attempts += 1
+                if not left:
+                    return BatchResult(stored=len(messages), duplicates=frozenset(), rejected=0)
+                if attempts > s.retries:
+                    raise NatsSinkError(
+                        f"nats sink {self.name}: {problem} ({len(left)} of {len(messages)} "
+                        f"events not published after {attempts} attempts)"
+                    )
+                # Unhealthy while retrying: sources hold back, as for the http sink.
+                self.healthy = False
+                log.warning(
+                    "nats_sink_retry",
+                    sink=self.name,
+                    attempt=attempts,
+                    retry_in_s=delay,
+                    unpublished=len(left),
+                    error=problem,
+                )
+                await anyio.sleep(delay)
+                delay *= 2
+        finally:
+            self.healthy = self._client.is_connected
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -6,11 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import orjson
 import pytest
 from nats.aio.client import Client
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from collector import ccmessage
 from collector.events import Event, Origin, normalise
@@ -34,6 +31,7 @@ from collector.sinks.http import HttpSink, HttpSinkError
 from collector.sinks.nats import NatsSink, NatsSinkError
 from collector.sources.folder import FolderSource
 from tests.conftest import SPEC
+from tests.http_receiver import REFUSAL, Receiver
 from tests.nats_fixtures import NatsNames, NatsServer
 
 pytestmark = pytest.mark.anyio
@@ -72,46 +70,6 @@ def identity(e: Event) -> tuple[str, str, str]:
 
 
 # -- http ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """A local HTTP server answering from a script: `fail_first` 503s, then `status`."""
-
-    fail_first: int = 0
-    status: int = 202
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    def answer(self, headers: dict[str, str], body: bytes) -> int:
-        self.requests.append((headers, body))
-        return 503 if len(self.requests) <= self.fail_first else self.status
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    script = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            status = script.answer({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    script.url = f"http://127.0.0.1:{server.server_address[1]}/events"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield script
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def http_sink(receiver: Receiver, **settings: Any) -> HttpSink:
@@ -186,12 +144,77 @@ async def test_http_sink_batch_mode_sends_one_request(receiver: Receiver) -> Non
     assert signed(headers, body)
 
 
-async def test_http_sink_does_not_retry_a_400(receiver: Receiver) -> None:
-    receiver.status = 400
-    sink = http_sink(receiver, retries=5)
-    with pytest.raises(HttpSinkError, match="refused: HTTP 400"):
-        await write(sink, Batch(events()[:1]))
-    assert len(receiver.requests) == 1
+def poisoned() -> list[Event]:
+    """Six CloudEvents; the receiver refuses the third one (its data is "poison")."""
+    origin = Origin(received_via="test", received_at=NOW)
+    return [
+        normalise(
+            {
+                "specversion": "1.0",
+                "id": f"p-{i}",
+                "source": "/shop",
+                "type": "com.example.order",
+                "data": "poison" if i == 2 else f"p-{i}",
+            },
+            None,
+            origin,
+            {},
+        )
+        for i in range(6)
+    ]
+
+
+def ids(bodies: list[bytes]) -> list[str]:
+    """The event ids in request bodies, in order (a batch body holds several)."""
+    docs = [orjson.loads(b) for b in bodies]
+    return [d["id"] for doc in docs for d in (doc if isinstance(doc, list) else [doc])]
+
+
+@pytest.mark.parametrize("mode", ["structured", "batch"])
+async def test_http_sink_sends_the_rest_when_the_receiver_refuses_one_event(
+    receiver: Receiver, mode: str
+) -> None:
+    receiver.poison = b"poison"
+    sink = http_sink(receiver, retries=5, mode=mode)
+    with capture_logs() as logs:
+        result = await write(sink, Batch(poisoned()))
+
+    assert result.stored == 5
+    assert sink.refused == 1
+    assert sink.healthy
+    # Refused once, never sent again; the events after it were sent all the same. (A batch
+    # is refused as a whole first, then sent again one event per request.)
+    first = ids(receiver.bodies(400)[:1]) if mode == "batch" else []
+    assert first == ([f"p-{i}" for i in range(6)] if mode == "batch" else [])
+    assert ids(receiver.bodies(400))[len(first) :] == ["p-2"]
+    assert ids(receiver.bodies(202)) == ["p-0", "p-1", "p-3", "p-4", "p-5"]
+    [log] = [e for e in logs if e["event"] == "http_sink_refused"]
+    assert (log["sink"], log["id"], log["refused_total"]) == ("forward", "p-2", 1)
+    assert "HTTP 400: " + REFUSAL.decode() in log["error"]
+
+
+async def test_http_sink_binary_mode_sends_the_rest_when_one_is_refused(
+    receiver: Receiver,
+) -> None:
+    receiver.poison = b"poison"
+    sink = http_sink(receiver, mode="binary")
+    result = await write(sink, Batch(poisoned()))
+
+    assert (result.stored, sink.refused) == (5, 1)
+    assert receiver.bodies(400) == [b'"poison"']
+    assert receiver.bodies(202) == [f'"p-{i}"'.encode() for i in (0, 1, 3, 4, 5)]
+
+
+@pytest.mark.parametrize("status", [401, 404, 408])
+async def test_http_sink_retries_4xx_about_the_sink_not_the_event(
+    receiver: Receiver, status: int
+) -> None:
+    receiver.status = status
+    sink = http_sink(receiver, retries=2)
+    with pytest.raises(HttpSinkError, match=f"failed 3 times: HTTP {status}"):
+        await write(sink, Batch(poisoned()))
+    assert len(receiver.requests) == 3  # the first event, three times: the batch failed
+    assert sink.refused == 0
     assert sink.healthy  # giving up leaves it ready for the next write
 
 
@@ -243,20 +266,65 @@ async def test_nats_sink_publishes_structured_cloudevents_with_jetstream_acks(
     )
 
 
-async def test_nats_sink_without_a_stream_fails_the_write(
-    nats_server: NatsServer, nats_names: NatsNames
-) -> None:
-    sink = NatsSink(
+def nats_sink(nats_server: NatsServer, subject: str, **settings: Any) -> NatsSink:
+    return NatsSink(
         "bus",
         NatsSinkSettings(
-            type="nats",
-            servers=[nats_server.url],
-            subject=nats_names.prefix + ".{type}",
-            jetstream=True,
+            type="nats", servers=[nats_server.url], subject=subject, jetstream=True, **settings
         ),
     )
-    with pytest.raises(NatsSinkError, match="nats sink bus"):
+
+
+async def test_nats_sink_without_a_stream_retries_with_backoff_then_names_the_subject(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    sink = nats_sink(nats_server, nats_names.prefix + ".{type}", retries=2, backoff_s=0.01)
+    with capture_logs() as logs, pytest.raises(NatsSinkError) as failure:
         await write(sink, Batch(events()[:1]))
+
+    subject = f"{nats_names.prefix}.dev.cdevents.build.started.0.3.0"
+    assert str(failure.value) == (
+        f"nats sink bus: no JetStream stream captures subject {subject}: create one, or set "
+        "jetstream = false (1 of 1 events not published after 3 attempts)"
+    )
+    retries = [e for e in logs if e["event"] == "nats_sink_retry"]
+    assert [(e["attempt"], e["retry_in_s"]) for e in retries] == [(1, 0.01), (2, 0.02)]
+    assert sink.healthy  # giving up leaves it ready for the next write
+
+
+async def test_nats_sink_publishes_again_only_what_failed(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    """A stream that captures one of four subjects: that event is published at once, the
+    other three once the stream captures them too — and none twice."""
+    p = nats_names.prefix
+    order = f"{p}.cloudevents.com.example.order"
+    await anyio.to_thread.run_sync(
+        lambda: nats_server.run(
+            lambda c: c.jetstream().add_stream(name=nats_names.stream, subjects=[order])
+        )
+    )
+    sink = nats_sink(nats_server, p + ".{family}.{type}", retries=10, backoff_s=0.2)
+    sent = events()
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, sink, Batch(sent))
+            with anyio.fail_after(10):
+                while not any(e["event"] == "nats_sink_retry" for e in logs):
+                    await anyio.sleep(0.01)
+            assert not sink.healthy  # while retrying
+            await anyio.to_thread.run_sync(
+                lambda: nats_server.run(
+                    lambda c: c.jetstream().update_stream(
+                        name=nats_names.stream, subjects=[nats_names.wildcard]
+                    )
+                )
+            )
+
+    first_retry = next(e for e in logs if e["event"] == "nats_sink_retry")
+    assert first_retry["unpublished"] == 3
+    assert sink.healthy
+    assert await anyio.to_thread.run_sync(nats_server.stream_messages, nats_names.stream) == 4
 
 
 def test_nats_sink_subjects_never_get_wildcards_or_empty_tokens() -> None:

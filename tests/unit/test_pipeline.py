@@ -529,6 +529,27 @@ async def test_a_blocked_optional_sink_never_blocks_the_required_path() -> None:
     assert sorted(key[2] for key in optional.events) == ["a", "b", "c"]
 
 
+async def test_an_optional_sink_takes_a_batch_larger_than_its_buffer_when_empty() -> None:
+    required = MemorySink("db")
+    optional = BlockingSink("mirror")
+    optional.buffer = 3
+    pipeline = Pipeline([required], [optional], limits())
+    [mirror] = pipeline.optional
+    async with pipeline_tasks(pipeline) as running:
+        await pipeline.deliver(delivery("a1", "a2", "a3", "a4", "a5"))
+        await optional.entered.wait()  # being written: the buffer is empty again
+        await pipeline.deliver(delivery("b1", "b2", "b3", "b4"))  # let in alone
+        await pipeline.deliver(delivery("c1"))  # no room next to it: dropped
+        await wait_all_tasks_blocked()
+        assert mirror.dropped == 1
+
+        optional.release.set()
+        await pipeline.close()
+        await running.returned.wait()
+
+    assert optional.batches == [["a1", "a2", "a3", "a4", "a5"], ["b1", "b2", "b3", "b4"]]
+
+
 async def test_a_failing_optional_sink_counts_its_losses() -> None:
     required = MemorySink("db")
     optional = MemorySink("mirror")
