@@ -967,10 +967,10 @@ def test_binary_mode_header_values_are_utf8(client: httpx.Client, db_url: str) -
         "/webhook/events",
         content=b"{}",
         headers=[
-            *ce.items(),
-            ("ce-id", raw_utf8),
-            ("ce-subject", "café".encode()),
-            ("content-type", "application/json"),
+            *((k.encode(), v.encode()) for k, v in ce.items()),
+            (b"ce-id", raw_utf8.encode()),
+            (b"ce-subject", "café".encode()),
+            (b"content-type", b"application/json"),
         ],
     )
     assert answer.status_code == 202, answer.text

@@ -425,6 +425,6 @@ def test_a_bad_bucket_is_refused_by_name(db: Conn) -> None:
         for bucket in ("-1 day", "1 month 2 days"):
             with pytest.raises(InvalidParameterValue, match=r"bucket .*: use a positive interval"):
                 db.execute(f"SELECT * FROM api.{function}(%s, %s, %s::interval)", (*WEEK, bucket))
-        for bucket in ("0", None):
+        for missing in ("0", None):
             with pytest.raises(InvalidParameterValue, match=r"^bucket is required: an interval"):
-                db.execute(f"SELECT * FROM api.{function}(%s, %s, %s::interval)", (*WEEK, bucket))
+                db.execute(f"SELECT * FROM api.{function}(%s, %s, %s::interval)", (*WEEK, missing))
