@@ -19,6 +19,7 @@ import orjson
 
 from collector import __version__, app, demo_events, docs, logs, maintenance
 from collector import send as sending
+from collector.bench import positive
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
 from collector.errors import CollectorError, ConfigError, MigrationError
@@ -171,17 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"{ENV_PREFIX}DATABASE__URL; empty: the embedded server)",
     )
     demo.add_argument(
-        "--days", type=_positive, default=90, help="history of the CI/CD data (default 90)"
+        "--days", type=positive, default=90, help="history of the CI/CD data (default 90)"
     )
     demo.add_argument(
         "--services",
-        type=_positive,
+        type=positive,
         default=200,
         help=f"services in the fleet, at most {MAX_SERVICES} (default 200)",
     )
     demo.add_argument(
         "--nodes",
-        type=_positive,
+        type=positive,
         default=64,
         help="compute nodes of the HPC clusters (default 64; a quarter with GPUs)",
     )
@@ -322,13 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmarks.add_parsers(bench_commands, common)
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _env_path(name: str) -> Path | None:

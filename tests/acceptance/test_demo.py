@@ -172,3 +172,19 @@ def test_demo_says_when_the_database_is_unreachable(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "collector: database: cannot connect" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--days", "1.5", "must be a positive integer, not '1.5'"),
+        ("--services", "0", "must be a positive integer, not '0'"),
+        ("--nodes", "many", "must be a positive integer, not 'many'"),
+    ],
+)
+def test_a_bad_option_value_is_named_with_what_it_must_be(
+    option: str, value: str, problem: str, tmp_path: Path
+) -> None:
+    result = demo(f"{option}={value}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"collector demo: error: argument {option}: {problem}"
