@@ -6,7 +6,6 @@ Only this module and the CLI know every adapter; `run()` is `collector run`.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, assert_never
@@ -15,6 +14,7 @@ import anyio
 import psycopg
 import structlog
 
+from collector.db import connection
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
@@ -62,25 +62,9 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[Any]:
-    """Connect in autocommit, retrying while the server starts; DatabaseUnavailable after."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
-    while True:
-        try:
-            conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-                url, autocommit=True, connect_timeout=10
-            )
-            return conn
-        except psycopg.OperationalError as exc:
-            if time.monotonic() + delay > deadline:
-                raise DatabaseUnavailable(
-                    f"database: cannot connect: {str(exc).strip().splitlines()[0]}"
-                ) from None
-            log.warning(
-                "database_unavailable", error=str(exc).strip().splitlines()[0], retry_in_s=delay
-            )
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Connect in autocommit, retrying any error while the server starts (a service waits for
+    what an operator fixes, a missing database too); DatabaseUnavailable after timeout_s."""
+    return await connection.connect(url, timeout_s, retry_permanent=True)
 
 
 async def prepare_database(url: str, mode: str) -> None:

@@ -20,6 +20,7 @@ import orjson
 from collector import __version__, app, demo_events, docs, logs, maintenance
 from collector import send as sending
 from collector.bench import positive
+from collector.db import connection
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
 from collector.errors import CollectorError, ConfigError, MigrationError
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply nothing; list pending migrations and exit 1 if any",
     )
+    _add_wait(migrate)
     migrate.set_defaults(handler=cmd_migrate)
 
     config = commands.add_parser(
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "create the coming time partitions, drop those past their family's retention "
         "([retention]), and print what was created and dropped per family.",
     )
+    _add_wait(maintain)
     maintain.set_defaults(handler=cmd_maintenance)
 
     demo = commands.add_parser(
@@ -187,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute nodes of the HPC clusters (default 64; a quarter with GPUs)",
     )
     demo.add_argument("--seed", type=int, default=1, help="what the data is made of (default 1)")
+    _add_wait(demo)
     demo.set_defaults(handler=cmd_demo)
 
     db = commands.add_parser("db", help="the database collector uses")
@@ -235,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write nothing; exit 1 if the file differs from what would be written",
     )
+    _add_wait(sql_reference)
     sql_reference.set_defaults(handler=cmd_docs_sql)
     env = sending.ENV
     send = commands.add_parser(
@@ -325,6 +330,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_wait(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--wait",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="retry for so long while the database is unreachable or starting (default 30; "
+        "0: try once); a missing database or role, refused credentials or a malformed URL "
+        "fail at once",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -363,11 +390,9 @@ def _has_uvloop() -> bool:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from collector import app
-    from collector.db import migrate as migrations
 
     async def go(url: str) -> int:
-        async with await app.connect(url) as conn:
+        async with await connection.connect(url, args.wait) as conn:
             known = migrations.load_migrations()
             status = await migrations.status(conn, known)
             if args.check:
@@ -393,7 +418,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def go(url: str) -> list[maintenance.FamilyMaintenance]:
-        async with await app.connect(url) as conn:
+        async with await connection.connect(url, args.wait) as conn:
             await app.migrate_or_check(conn, settings.database.migrate)
             return await maintenance.maintain(conn, settings.retention)
 
@@ -417,7 +442,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from collector import demo
 
     options = demo.DemoOptions(
-        seed=args.seed, services=args.services, days=args.days, nodes=args.nodes
+        seed=args.seed, services=args.services, days=args.days, nodes=args.nodes, wait_s=args.wait
     )
     if args.database_url:
         summary = demo.run(args.database_url, settings, options)
@@ -433,7 +458,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def go(url: str) -> str:
-        async with await app.connect(url) as conn:
+        async with await connection.connect(url, args.wait) as conn:
             status = await migrations.status(conn, migrations.load_migrations())
             if status.pending:
                 raise MigrationError(

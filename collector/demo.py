@@ -23,6 +23,7 @@ import anyio
 import orjson
 
 from collector import app, ccmessage, demo_events
+from collector.db import connection
 from collector.db.queries import queries
 from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
 from collector.pipeline import Pipeline, PipelineLimits, wait_committed
@@ -35,7 +36,6 @@ MARKER_SOURCE = "collector/demo"
 MARKER_TYPE = "dev.collector.demo.seeded"
 CLUSTER_DAYS = 14.0  # ClusterCockpit history, within the default retention of 30 days
 LINES_PER_MESSAGE = 500  # as a collector would send them: many lines per request
-CONNECT_TIMEOUT_S = 5.0  # a one-off command: say soon that the database is not there
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class DemoOptions:
     services: int = 200
     days: float = 90.0
     nodes: int = 64
+    wait_s: float = 30.0  # how long to retry a database that is not reachable (yet)
 
 
 @dataclass
@@ -180,7 +181,7 @@ def run(
 async def _seed(
     url: str, settings: Settings, options: DemoOptions, stream: TextIO | None
 ) -> Summary:
-    async with await app.connect(url, timeout_s=CONNECT_TIMEOUT_S) as conn:
+    async with await connection.connect(url, options.wait_s) as conn:
         await app.migrate_or_check(conn, settings.database.migrate)
         await conn.execute(queries()["ensure_partitions_ahead"])
         cursor = await conn.execute(

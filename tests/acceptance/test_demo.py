@@ -166,9 +166,8 @@ def test_a_second_run_stores_nothing_new(seeded: Any) -> None:
 
 
 def test_demo_says_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    result = demo(
-        "--database-url", "postgresql://nobody@127.0.0.1:1/postgres", *SMALL, cwd=tmp_path
-    )
+    url = "postgresql://nobody@127.0.0.1:1/postgres"
+    result = demo("--database-url", url, "--wait", "0", *SMALL, cwd=tmp_path)
     assert result.returncode == 1
     assert "collector: database: cannot connect" in result.stderr
     assert result.stdout == ""
@@ -180,6 +179,7 @@ def test_demo_says_when_the_database_is_unreachable(tmp_path: Path) -> None:
         ("--days", "1.5", "must be a positive integer, not '1.5'"),
         ("--services", "0", "must be a positive integer, not '0'"),
         ("--nodes", "many", "must be a positive integer, not 'many'"),
+        ("--wait", "-1", "must be a number of seconds, 0 or more, not '-1'"),
     ],
 )
 def test_a_bad_option_value_is_named_with_what_it_must_be(
