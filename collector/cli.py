@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="create partitions ahead and drop expired ones, once",
         description="Run the maintenance `collector run` does every maintenance.interval_s: "
         "create the coming time partitions, drop those past their family's retention "
-        "([retention]), and print what was created and dropped per family.",
+        "([retention]), and print what was created, dropped and kept (table busy) per family.",
     )
     _add_wait(maintain)
     maintain.set_defaults(handler=cmd_maintenance)
@@ -428,7 +428,9 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         print(line)
     created = sum(len(f.created) for f in done)
     dropped = sum(len(f.dropped) for f in done)
-    print(f"maintenance done: {created} partition(s) created, {dropped} dropped")
+    kept = sum(len(f.kept) for f in done)
+    busy = f", {kept} kept (table busy)" if kept else ""
+    print(f"maintenance done: {created} partition(s) created, {dropped} dropped{busy}")
     return 0
 
 

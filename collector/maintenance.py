@@ -7,7 +7,7 @@ what becomes of identities and jobs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -25,6 +25,7 @@ class FamilyMaintenance:
     retention: str | None  # a PostgreSQL interval; None keeps everything
     created: list[str]
     dropped: list[str]
+    kept: list[str] = field(default_factory=list)  # expired, but the table was busy
 
 
 async def maintain(
@@ -40,14 +41,42 @@ async def maintain(
     done = []
     for family in sorted(keep.keys() | created.keys()):
         dropped: list[str] = []
+        kept: list[str] = []
         interval = keep.get(family)
         if interval is not None:
-            cursor = await conn.execute(
-                q["drop_expired_partitions"], {"family": family, "retention": interval}
-            )
-            dropped = [str(name) for (name,) in await cursor.fetchall()]
-        done.append(FamilyMaintenance(family, interval, sorted(created.get(family, [])), dropped))
+            dropped, kept = await _drop_expired(conn, family, interval)
+        done.append(
+            FamilyMaintenance(family, interval, sorted(created.get(family, [])), dropped, kept)
+        )
     return done
+
+
+async def _drop_expired(
+    conn: psycopg.AsyncConnection[Any], family: str, retention: str
+) -> tuple[list[str], list[str]]:
+    """The partitions dropped, and those kept because a query held the family's table: the SQL
+    function says that only in a WARNING, so the warning is caught, logged, and followed by a
+    look at what is still expired."""
+    q = queries()
+    params = {"family": family, "retention": retention}
+    warnings: list[str] = []
+
+    def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(diagnostic.message_primary or "")
+
+    conn.add_notice_handler(collect)
+    try:
+        cursor = await conn.execute(q["drop_expired_partitions"], params)
+        dropped = [str(name) for (name,) in await cursor.fetchall()]
+    finally:
+        conn.remove_notice_handler(collect)
+    if not warnings:
+        return dropped, []
+    cursor = await conn.execute(q["expired_partitions"], params)
+    kept = [str(name) for (name,) in await cursor.fetchall()]
+    log.warning("partitions_kept", family=family, reason="; ".join(warnings), partitions=kept)
+    return dropped, kept
 
 
 def log_maintenance(done: list[FamilyMaintenance]) -> None:
@@ -65,6 +94,7 @@ def log_maintenance(done: list[FamilyMaintenance]) -> None:
         "maintenance_done",
         created=sum(len(f.created) for f in done),
         dropped=sum(len(f.dropped) for f in done),
+        kept=sum(len(f.kept) for f in done),
     )
 
 
@@ -73,10 +103,12 @@ def describe(done: list[FamilyMaintenance]) -> list[str]:
     lines = []
     for family in done:
         keep = family.retention or "forever"
+        busy = f", kept {len(family.kept)} (table busy)" if family.kept else ""
         lines.append(
             f"{family.family}: retention {keep}; "
-            f"created {len(family.created)}, dropped {len(family.dropped)}"
+            f"created {len(family.created)}, dropped {len(family.dropped)}{busy}"
         )
         lines += [f"  created collector.{name}" for name in family.created]
         lines += [f"  dropped collector.{name}" for name in family.dropped]
+        lines += [f"  kept collector.{name} (a later run drops it)" for name in family.kept]
     return lines

@@ -22,6 +22,13 @@ SELECT family, partition_name FROM collector.create_partitions_ahead();
 -- name: drop_expired_partitions
 SELECT collector.drop_expired_partitions(%(family)s, %(retention)s::interval);
 
+-- name: expired_partitions
+-- What drop_expired_partitions would drop now: after it warned that the table was busy, the
+-- partitions it kept.
+SELECT partition_name FROM collector.time_partitions(%(family)s)
+WHERE upper_bound <= now() - %(retention)s::interval
+ORDER BY lower_bound;
+
 -- name: migration_lock
 SELECT pg_advisory_lock(hashtext('collector.migrate'));
 

@@ -143,3 +143,58 @@ def test_run_maintains_at_start_and_every_interval(
     assert logs.count('"partitions_dropped"') == 2
     assert "maintenance_failed" not in logs
     assert "Traceback" not in logs
+
+
+def holding(database_url: str, view: str) -> Conn:
+    """A dashboard query that keeps its transaction open: it holds the family's table."""
+    reader = psycopg.connect(database_url)
+    reader.execute(f"SELECT count(*) FROM {view}")
+    return reader
+
+
+def test_maintenance_says_what_a_busy_table_kept(
+    database_url: str, db: Conn, tmp_path: Path
+) -> None:
+    store(database_url, cc_event(40))
+    expired = f"events_ccmessage_{day(datetime.now(UTC) - timedelta(days=40))}"
+    env = {"COLLECTOR__DATABASE__URL": database_url, "COLLECTOR__RETENTION__CCMESSAGE": "30 days"}
+
+    with holding(database_url, "api.cluster_events"):
+        result = collector("maintenance", cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "ccmessage: retention 30 days; created 0, dropped 0, kept 1 (table busy)" in lines
+    assert f"  kept collector.{expired} (a later run drops it)" in lines
+    assert lines[-1] == "maintenance done: 0 partition(s) created, 0 dropped, 1 kept (table busy)"
+    [warning] = [line for line in result.stderr.splitlines() if "partitions_kept" in line]
+    assert '"level": "warning"' in warning
+    assert "collector.events_ccmessage is busy" in warning
+    assert expired in warning
+    assert expired in partitions(db, "ccmessage")
+
+    again = collector("maintenance", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"  dropped collector.{expired}" in again.stdout.splitlines()
+    assert "partitions_kept" not in again.stderr
+
+
+def test_run_warns_when_a_busy_table_keeps_partitions(
+    database_url: str, db: Conn, collector_process: Any
+) -> None:
+    store(database_url, cc_event(40))
+    expired = f"events_ccmessage_{day(datetime.now(UTC) - timedelta(days=40))}"
+    proc: CollectorProcess = collector_process(
+        RUN_CONFIG, env={"COLLECTOR__DATABASE__URL": database_url}
+    )
+
+    with holding(database_url, "api.cluster_events"):
+        proc.start()
+        wait_for(lambda: '"partitions_kept"' in proc.logs(), timeout=60)
+        assert expired in partitions(db, "ccmessage")
+    wait_for(lambda: expired not in partitions(db, "ccmessage"), timeout=60)
+
+    assert proc.stop() == 0, proc.logs()
+    warning = next(line for line in proc.logs().splitlines() if '"partitions_kept"' in line)
+    assert '"level": "warning"' in warning
+    assert expired in warning
