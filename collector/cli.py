@@ -83,8 +83,6 @@ def database_problem(exc: psycopg.Error) -> str:
             f"{problem}: connect as the owner of the collector schema (the role that ran "
             "`collector migrate`), not a collector_reader role"
         )
-    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
-        return f"{problem}: is this collector's database? run `collector migrate` on it first"
     return problem
 
 

@@ -378,7 +378,7 @@ class NatsSinkSettings(NatsConnectionSettings):
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
         try:
-            fields = [f for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
         except ValueError as exc:
             raise ValueError(f"{template!r}: {exc}; {_PLACEHOLDERS_HELP}") from None
         for field in fields:
@@ -592,7 +592,8 @@ class _NotJson:
 
     def problem(self, keys: tuple[str, ...]) -> str:
         if self.kind == "list":
-            example = json.dumps([item.strip() for item in self.value.split(",")])
+            # Masked: the value may hold a password, and errors end up in logs too.
+            example = json.dumps([mask_url(item.strip()) for item in self.value.split(",")])
             return f"must be a JSON list, e.g. '{example}'"
         variable = f"{ENV_PREFIX}{'__'.join(keys).upper()}__<KEY>"
         return f'must be a JSON object, e.g. \'{{"key": "value"}}\', or set each key as {variable}'
@@ -699,14 +700,14 @@ def unset_keys(settings: BaseModel, prefix: tuple[str, ...] = ()) -> dict[tuple[
 _SECRET_NAME = re.compile(r"token|secret|pass|pwd|key|sig|auth|cookie|session|credential", re.I)
 
 
-def looks_secret(name: str) -> bool:
+def _looks_secret(name: str) -> bool:
     """Whether a query parameter or header of this name carries a secret (access_token,
     api_key, password, signature, authorization, cookie, ...)."""
     return _SECRET_NAME.search(name) is not None
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: "***" if looks_secret(name) else value for name, value in headers.items()}
+    return {name: "***" if _looks_secret(name) else value for name, value in headers.items()}
 
 
 def mask_url(url: str) -> str:
@@ -741,7 +742,7 @@ def _mask(url: str) -> tuple[str, list[str]]:
     params = []
     for param in query.split("&") if query else []:
         name, equals, value = param.partition("=")
-        if equals and value and looks_secret(unquote(name)):
+        if equals and value and _looks_secret(unquote(name)):
             secrets.append(value)
             param = f"{name}=***"
         params.append(param)

@@ -364,6 +364,11 @@ def test_errors_name_the_full_key_path(
             'must be a JSON list, e.g. \'["nats://a:4222", "nats://b:4222"]\'',
         ),
         (
+            "COLLECTOR__SINKS__BUS__SERVERS",
+            "nats://me:pw-SECRET@a:4222",
+            "must be a JSON list, e.g. '[\"nats://me:***@a:4222\"]'",
+        ),
+        (
             "COLLECTOR__DATABASE",
             "x",
             'must be a JSON object, e.g. \'{"key": "value"}\', or set each key as '
