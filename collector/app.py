@@ -18,7 +18,7 @@ from collector.db import connection
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
-from collector.errors import ConfigError, DatabaseUnavailable, MigrationError
+from collector.errors import DatabaseUnavailable, MigrationError
 from collector.maintenance import log_maintenance, maintain
 from collector.metrics import Metrics
 from collector.openapi import build_openapi
@@ -128,7 +128,6 @@ def _refused(sink: HttpSink) -> Callable[[], int]:
 
 def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[Source]:
     sources: list[Source] = []
-    paths: dict[str, str] = {}
     for name, config in settings.sources.items():
         if isinstance(config, FolderSourceSettings):
             folder = FolderSource(
@@ -139,16 +138,7 @@ def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[So
         elif isinstance(config, NatsSourceSettings):
             sources.append(NatsSource(name, config))
         elif isinstance(config, HttpSourceSettings):
-            http = HttpSource(name, config, settings.http, metrics=metrics)
-            if http.path in paths:
-                raise ConfigError(
-                    [
-                        f"config: sources.{name}.path: {http.path} is already used by "
-                        f"sources.{paths[http.path]}"
-                    ]
-                )
-            paths[http.path] = name
-            sources.append(http)
+            sources.append(HttpSource(name, config, settings.http, metrics=metrics))
         else:
             assert_never(config)
     return sources

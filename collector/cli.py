@@ -10,12 +10,13 @@ import gc
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
+import psycopg
 
 from collector import __version__, app, demo_events, docs, logs, maintenance
 from collector import send as sending
@@ -24,7 +25,14 @@ from collector.db import connection
 from collector.db import migrate as migrations
 from collector.db.embedded import layout, psql_path
 from collector.errors import CollectorError, ConfigError, MigrationError
-from collector.settings import ENV_PREFIX, Settings, config_path, load_settings, masked
+from collector.settings import (
+    ENV_PREFIX,
+    Settings,
+    config_path,
+    load_settings,
+    masked,
+    unset_keys,
+)
 
 CONFIG_ENV = "COLLECTOR_CONFIG"
 MAX_SERVICES = len(demo_events.services(0, 10_000))
@@ -52,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CollectorError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return 1
+    except psycopg.Error as exc:
+        # Not translated where it happened: say it in one line, with what usually fixes it.
+        print(f"collector: error: {database_problem(exc)}", file=sys.stderr)
+        return 1
     except BaseExceptionGroup as group:
         # A task (a source, a sink) failed with one of our errors: say it like the others.
         matched, _ = group.split(CollectorError)
@@ -62,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def database_problem(exc: psycopg.Error) -> str:
+    """A database error the commands do not expect, in one line with its likely fix."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    problem = f"database: {message}"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"{problem}: connect as the owner of the collector schema (the role that ran "
+            "`collector migrate`), not a collector_reader role"
+        )
+    return problem
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -501,7 +525,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     settings = load_settings(path)
     if args.print_:
-        print(to_toml(masked(settings)), end="")
+        print(to_toml(masked(settings), unset_keys(settings)), end="")
     else:
         where = str(path) if path else "embedded defaults (no collector.toml)"
         print(f"configuration OK: {where}")
@@ -559,18 +583,31 @@ def _database_url(settings: Settings) -> str:
     return settings.database.url.get_secret_value() or layout(settings.database.data_dir).url
 
 
-def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """A small TOML writer for the configuration's shape: tables of scalars and string lists."""
+def to_toml(
+    data: dict[str, Any],
+    notes: Mapping[tuple[str, ...], str] | None = None,
+    path: tuple[str, ...] = (),
+) -> str:
+    """A small TOML writer for the configuration's shape: tables of scalars and string lists.
+
+    TOML has no null: an unset key (None) is written as a comment, with its note from `notes`
+    (keyed by key path) saying what leaving it unset means."""
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items() if v is not None]
+    lines = []
+    for key, value in scalars.items():
+        if value is None:
+            note = (notes or {}).get((*path, key))
+            lines.append(f"# {_toml_key(key)} = …  # not set" + (f"; {note}" if note else ""))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     out = ""
-    if prefix and (lines or not tables):
-        out += f"[{prefix}]\n"
+    if path and (lines or not tables):
+        out += f"[{'.'.join(_toml_key(k) for k in path)}]\n"
     if lines:
         out += "\n".join(lines) + "\n\n"
     for key, value in tables.items():
-        out += to_toml(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key))
+        out += to_toml(value, notes, (*path, key))
     return out
 
 

@@ -1,14 +1,20 @@
 """structlog setup: human-readable on a terminal, JSON lines otherwise; always to stderr.
 
-stdout is left to the stdout sink, so `collector run | jq` sees only events.
+stdout is left to the stdout sink, so `collector run | jq` sees only events. URLs in log lines
+have their credentials and secret query parameters masked.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+from collector.settings import mask_url
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -16,6 +22,20 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+def mask_urls(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask every URL in the line's text, an exception's included: the call sites mask the
+    URLs they log, and this catches those that arrive inside another library's message."""
+    for key, value in event.items():
+        if isinstance(value, str) and "://" in value:
+            event[key] = _URL.sub(lambda url: mask_url(url[0]), value)
+    return event
 
 
 def _stderr_logger(*args: object) -> structlog.PrintLogger:
@@ -33,6 +53,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            mask_urls,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -16,7 +16,7 @@ import structlog
 from nats.aio.client import Client
 
 from collector.errors import CollectorError
-from collector.settings import NatsConnectionSettings
+from collector.settings import NatsConnectionSettings, mask_url
 
 log = structlog.get_logger("collector.nats")
 
@@ -44,7 +44,7 @@ async def connect(
         tls = ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
         if settings.tls_cert:
             tls.load_cert_chain(str(settings.tls_cert), str(settings.tls_key or settings.tls_cert))
-    servers = ", ".join(settings.servers)
+    servers = ", ".join(mask_url(server) for server in settings.servers)
     delay = 0.5
     while True:
         client = Client()

@@ -1,19 +1,24 @@
 """Configuration: one TOML file, overridden by `COLLECTOR__SECTION__KEY` environment variables.
 
-With no file, collector starts from the embedded defaults (`DEFAULTS`): embedded PostgreSQL,
-a folder source `inbox` and a postgres sink. Unknown keys are errors naming the key, and every
-`<key>_file` reads the secret `<key>` from a file.
+With no file, or a file that names no source and no sink, collector starts from the embedded
+defaults (`DEFAULTS`): embedded PostgreSQL, a folder source `inbox`, an http source `webhook` and
+a postgres sink. Unknown keys are errors naming the key, and every `<key>_file` reads the secret
+`<key>` from a file.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal, get_origin
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -25,7 +30,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from collector.auth import load_ed25519_public_key
 from collector.errors import ConfigError
@@ -37,6 +48,15 @@ DEFAULTS: dict[str, Any] = {
     "sources": {"inbox": {"type": "folder", "path": "inbox"}, "webhook": {"type": "http"}},
     "sinks": {"db": {"type": "postgres"}},
 }
+
+
+class KeyProblems(ValueError):
+    """Problems found by a check of a whole table, each with the key (under that table) it is
+    about, so that the error names the full key path."""
+
+    def __init__(self, *problems: tuple[str, str]) -> None:
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+        self.problems = problems
 
 
 class Section(BaseModel):
@@ -56,11 +76,11 @@ class Section(BaseModel):
                 continue
             path = Path(str(values.pop(key))).expanduser()
             if values.get(target):
-                raise ValueError(f"give either {target} or {key}, not both")
+                raise KeyProblems((key, f"give either {target} or {key}, not both"))
             try:
                 values[target] = path.read_text().strip()
             except OSError as exc:
-                raise ValueError(f"{key}: cannot read {str(path)!r}: {exc.strerror}") from None
+                raise KeyProblems((key, f"cannot read {str(path)!r}: {exc.strerror}")) from None
         return values
 
 
@@ -74,6 +94,28 @@ class DatabaseSettings(Section):
         default="auto", description="auto: apply pending migrations at start; check: refuse"
     )
     pool_size: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _conninfo(cls, url: SecretStr) -> SecretStr:
+        text = url.get_secret_value()
+        if text:
+            # Imported here: slow to import, and needed only when a URL is set.
+            from psycopg import ProgrammingError
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(text)
+            except ProgrammingError as exc:
+                # libpq quotes the string, or a part of it, in some of its messages.
+                message = str(exc).strip().replace(text, mask_url(text))
+                for secret in _mask(text)[1]:
+                    message = message.replace(secret, "***")
+                raise ValueError(
+                    f"not a PostgreSQL URL (postgresql://user@host/db) or connection string: "
+                    f"{message}"
+                ) from None
+        return url
 
 
 class PipelineSettings(Section):
@@ -213,6 +255,17 @@ class HttpSourceSettings(Section):
         default_factory=list, description="request headers kept in each event's metadata"
     )
 
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        if path is not None and not path.startswith("/"):
+            raise ValueError(f"{path!r} must start with '/', e.g. '/{path.lstrip('./')}'")
+        return path
+
+    def endpoint(self, name: str) -> str:
+        """The path this source is served on."""
+        return self.path or ("/api/write" if self.format == "lineprotocol" else f"/webhook/{name}")
+
 
 class NatsConnectionSettings(Section):
     """How to reach NATS: shared by the nats source and the nats sink."""
@@ -287,7 +340,10 @@ class HttpSettings(Section):
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together: set both or neither")
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise KeyProblems(
+                (missing, "required: tls_cert and tls_key go together, set both or neither")
+            )
         return self
 
 
@@ -302,6 +358,10 @@ class StdoutSinkSettings(Section):
     buffer: int = Field(default=10_000, ge=1, description="events buffered before dropping")
 
 
+SUBJECT_PLACEHOLDERS = ("family", "type", "source", "subject", "id")  # what NatsSink fills in
+_PLACEHOLDERS_HELP = "placeholders are " + ", ".join(f"{{{n}}}" for n in SUBJECT_PLACEHOLDERS)
+
+
 class NatsSinkSettings(NatsConnectionSettings):
     type: Literal["nats"]
     required: bool = False
@@ -313,6 +373,20 @@ class NatsSinkSettings(NatsConnectionSettings):
     jetstream: bool = Field(default=False, description="publish with JetStream acks")
     retries: int = Field(default=5, ge=0, description="retries when a publish fails")
     backoff_s: float = Field(default=0.2, ge=0, description="first retry delay, doubled each time")
+
+    @field_validator("subject")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"{template!r}: {exc}; {_PLACEHOLDERS_HELP}") from None
+        for field in fields:
+            if field not in SUBJECT_PLACEHOLDERS:
+                raise ValueError(
+                    f"{template!r}: unknown placeholder {{{field}}}; {_PLACEHOLDERS_HELP}"
+                )
+        return template
 
 
 class HttpSinkSettings(Section):
@@ -431,16 +505,34 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file (passed as init values) is the base; the environment overrides it.
-        return (env_settings, init_settings)
+        # load_settings merges the environment over the file itself, to name what is wrong
+        # with a variable and to let a variable replace the file's `<key>_file` (and back).
+        return (init_settings,)
 
     @model_validator(mode="after")
     def _check_wiring(self) -> Settings:
+        problems: list[tuple[str, str]] = []
         if not any(sink.required for sink in self.sinks.values()):
-            raise ValueError("sinks: at least one sink must be required (e.g. type = 'postgres')")
-        for name in [*self.sources, *self.sinks]:
-            if not name.replace("-", "").replace("_", "").isalnum():
-                raise ValueError(f"{name!r}: names use letters, digits, '-' and '_' only")
+            problems.append(
+                ("sinks", "at least one sink must be required (e.g. type = 'postgres')")
+            )
+        for section, names in (("sources", self.sources), ("sinks", self.sinks)):
+            for name in names:
+                if not name.replace("-", "").replace("_", "").isalnum():
+                    key = f"{section}.{json.dumps(name)}"
+                    problems.append((key, "names use letters, digits, '-' and '_' only"))
+        # All http sources share one server: each needs a path of its own.
+        paths: dict[str, str] = {}
+        for name, source in self.sources.items():
+            if isinstance(source, HttpSourceSettings):
+                path = source.endpoint(name)
+                if path in paths:
+                    problems.append(
+                        (f"sources.{name}.path", f"{path} is already used by sources.{paths[path]}")
+                    )
+                paths.setdefault(path, name)
+        if problems:
+            raise KeyProblems(*problems)
         return self
 
     @property
@@ -457,70 +549,205 @@ def config_path(explicit: Path | None) -> Path | None:
 
 def load_settings(path: Path | None) -> Settings:
     """Build the one Settings object; raise ConfigError listing every problem by key path."""
-    base: dict[str, Any]
-    if path is None:
-        base = {k: dict(v) for k, v in DEFAULTS.items()}
-    else:
+    base: dict[str, Any] = {}
+    if path is not None:
         try:
             base = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError([f"config: file {str(path)!r} does not exist"]) from None
-        except tomllib.TOMLDecodeError as exc:
+        except OSError as exc:
+            raise ConfigError([f"config: cannot read {str(path)!r}: {exc.strerror}"]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError([f"config: {path}: invalid TOML: {exc}"]) from None
+    if "sources" not in base and "sinks" not in base:
+        # A file that names no source and no sink (an empty one, or one with only a database
+        # URL) keeps the defaults, as having no file does.
+        base |= copy.deepcopy(DEFAULTS)
     problems = [
         f"config: {name}: unknown key (environment variable)"
         for name in sorted(os.environ)
         if name.upper().startswith(ENV_PREFIX)
         and name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
     ]
+    environment = _Environment(Settings)()
+    problems += [
+        f"config: {ENV_PREFIX}{'__'.join(keys).upper()}: {value.problem(keys)}"
+        for keys, value in _pop_not_json(environment)
+    ]
     try:
-        settings = Settings(**base)
+        settings = Settings(**_merge(base, environment))
     except ValidationError as exc:
-        problems += [_describe(err) for err in exc.errors()]
+        problems += [line for err in exc.errors() for line in _describe(err)]
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _describe(err: Any) -> str:
-    # Discriminated unions add the tag ('folder', 'postgres') to the location: drop it.
-    loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
+@dataclass(frozen=True)
+class _NotJson:
+    """An environment value for a list or a table that is not JSON."""
+
+    value: str
+    kind: Literal["list", "table"]
+
+    def problem(self, keys: tuple[str, ...]) -> str:
+        if self.kind == "list":
+            # Masked: the value may hold a password, and errors end up in logs too.
+            example = json.dumps([mask_url(item.strip()) for item in self.value.split(",")])
+            return f"must be a JSON list, e.g. '{example}'"
+        variable = f"{ENV_PREFIX}{'__'.join(keys).upper()}__<KEY>"
+        return f'must be a JSON object, e.g. \'{{"key": "value"}}\', or set each key as {variable}'
+
+
+class _Environment(EnvSettingsSource):
+    """The COLLECTOR__* variables, with a list or table value that is not JSON kept as _NotJson
+    (to be reported by its variable) rather than failing the whole section."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            if not isinstance(field, FieldInfo):  # a free-form key: pydantic-settings copes
+                raise
+            origin = get_origin(field.annotation) or field.annotation
+            return _NotJson(value, "list" if origin in (list, tuple, set) else "table")
+
+
+def _pop_not_json(
+    data: dict[str, Any], keys: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], _NotJson]]:
+    found: list[tuple[tuple[str, ...], _NotJson]] = []
+    for key, value in list(data.items()):
+        if isinstance(value, _NotJson):
+            found.append(((*keys, key), data.pop(key)))
+        elif isinstance(value, dict):
+            found += _pop_not_json(value, (*keys, key))
+    return found
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` (the environment) deep-merged over `base` (the file): a value for `<key>`
+    replaces the base's `<key>_file`, and a `<key>_file` the base's `<key>`."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+            continue
+        merged.pop(key.removesuffix("_file") if key.endswith("_file") else f"{key}_file", None)
+        merged[key] = value
+    return merged
+
+
+def _describe(err: Any) -> list[str]:
+    loc = _key_path(err["loc"])
     where = ".".join(loc) or "config"
+    error = err.get("ctx", {}).get("error")
+    if isinstance(error, KeyProblems):
+        return [f"config: {'.'.join([*loc, key])}: {message}" for key, message in error.problems]
     if err["type"] == "extra_forbidden":
-        return f"config: {where}: unknown key"
+        return [f"config: {where}: unknown key"]
     if err["type"] == "missing":
-        return f"config: {where}: required key is missing"
+        return [f"config: {where}: required key is missing"]
     if err["type"] == "union_tag_not_found":
-        return f"config: {where}.type: required key is missing"
+        return [f"config: {where}.type: required key is missing"]
     if err["type"] == "union_tag_invalid":
         expected = err["ctx"]["expected_tags"]
-        return f"config: {where}.type: {err['ctx']['tag']!r} is not one of {expected}"
+        return [f"config: {where}.type: {err['ctx']['tag']!r} is not one of {expected}"]
     message = str(err["msg"]).removeprefix("Value error, ")
-    # Model-level checks carry no location: their message starts with the key already.
-    return f"config: {where}: {message}" if loc else f"config: {message}"
+    return [f"config: {where}: {message}"]
 
 
-_UNION_TAGS = {"folder", "http", "nats", "postgres", "stdout", "none", "token", "hmac", "jwt"}
+def _key_path(loc: tuple[int | str, ...]) -> list[str]:
+    """An error's location as the user's keys: without the tag that a discriminated union puts
+    after the name of a source or sink ('folder', 'postgres') and after its `auth` ('token')."""
+    keys = [str(part) for part in loc]
+    if keys[:1] in (["sources"], ["sinks"]) and len(keys) > 2:
+        del keys[2]
+        if keys[2:3] == ["auth"] and len(keys) > 3:
+            del keys[3]
+    return keys
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The merged configuration as plain data, with every secret masked."""
     data: dict[str, Any] = settings.model_dump(mode="json")  # SecretStr dumps as "**********"
-    url = settings.database.url.get_secret_value()
-    data["database"]["url"] = mask_url(url)
+    data["database"]["url"] = mask_url(settings.database.url.get_secret_value())
+    for table in [*data["sources"].values(), *data["sinks"].values()]:
+        if "url" in table:
+            table["url"] = mask_url(table["url"])
+        if "servers" in table:
+            table["servers"] = [mask_url(server) for server in table["servers"]]
+        if isinstance(table.get("headers"), dict):
+            table["headers"] = mask_headers(table["headers"])
     return data
 
 
+def unset_keys(settings: BaseModel, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
+    """Every key left unset (None: TOML cannot write it), with what leaving it unset means."""
+    found: dict[tuple[str, ...], str] = {}
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        children = value if isinstance(value, dict) else {None: value}
+        for child, item in children.items():
+            keys = (*prefix, name) if child is None else (*prefix, name, child)
+            if item is None:
+                found[keys] = field.description or ""
+            elif isinstance(item, BaseModel):
+                found |= unset_keys(item, keys)
+    return found
+
+
+_SECRET_NAME = re.compile(r"token|secret|pass|pwd|key|sig|auth|cookie|session|credential", re.I)
+
+
+def _looks_secret(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a secret (access_token,
+    api_key, password, signature, authorization, cookie, ...)."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: "***" if _looks_secret(name) else value for name, value in headers.items()}
+
+
 def mask_url(url: str) -> str:
-    if not url:
-        return ""
-    # libpq also takes the password as a parameter: `?password=` or key=value `password=`.
-    url = _PASSWORD_PARAM.sub(r"\1***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`url` fit to print and log: its password, and the values of query parameters whose
+    names look secret, as ***. A libpq `key=value` string gets its password masked."""
+    return _mask(url)[0]
 
 
-_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
+def _mask(url: str) -> tuple[str, list[str]]:
+    """The masked URL and the secrets it hid."""
+    secrets: list[str] = []
+    if "://" not in url:
+
+        def hide(match: re.Match[str]) -> str:
+            secrets.append(match[2])
+            return f"{match[1]}***"
+
+        return _PASSWORD_PARAM.sub(hide, url), secrets
+    scheme, _, rest = url.partition("://")
+    # The authority ends at the first / ? or #; libpq allows several hosts in it.
+    end = min([i for i in map(rest.find, "/?#") if i >= 0], default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        # Outside PostgreSQL, a user name alone is a token: nats://TOKEN@host.
+        if colon or scheme.lower() not in ("postgresql", "postgres"):
+            secrets.append(password if colon else user)
+            netloc = f"{user}:***@{hosts}" if colon else f"***@{hosts}"
+    before_fragment, hash_, fragment = tail.partition("#")
+    path, question, query = before_fragment.partition("?")
+    params = []
+    for param in query.split("&") if query else []:
+        name, equals, value = param.partition("=")
+        if equals and value and _looks_secret(unquote(name)):
+            secrets.append(value)
+            param = f"{name}=***"
+        params.append(param)
+    masked_url = f"{scheme}://{netloc}{path}{question}{'&'.join(params)}{hash_}{fragment}"
+    return masked_url, [s for s in secrets if s]
+
+
+_PASSWORD_PARAM = re.compile(r"(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")

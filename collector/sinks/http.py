@@ -17,7 +17,7 @@ import structlog
 from collector.errors import CollectorError
 from collector.events import Event, to_cloudevent
 from collector.ports import Batch, BatchResult
-from collector.settings import HttpSinkSettings
+from collector.settings import HttpSinkSettings, mask_url
 
 log = structlog.get_logger("collector.sinks.http")
 
@@ -137,12 +137,15 @@ class HttpSink:
                     return
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code < 500 and response.status_code not in RETRIED_4XX:
-                    raise HttpRefused(f"http sink {self.name}: {s.url} refused: {problem}")
+                    raise HttpRefused(
+                        f"http sink {self.name}: {mask_url(s.url)} refused: {problem}"
+                    )
                 wait = max(delay, _retry_after(response))
             self.healthy = False
             if attempt == s.retries:
                 raise HttpSinkError(
-                    f"http sink {self.name}: {s.url} failed {s.retries + 1} times: {problem}"
+                    f"http sink {self.name}: {mask_url(s.url)} failed {s.retries + 1} times: "
+                    f"{problem}"
                 )
             log.warning(
                 "http_sink_retry",

@@ -195,9 +195,7 @@ class HttpSource:
         self.metrics = (metrics or Metrics()).source(name)
         self.settings = settings
         self.http = http
-        self.path = settings.path or (
-            "/api/write" if settings.format == "lineprotocol" else f"/webhook/{name}"
-        )
+        self.path = settings.endpoint(name)
         self.auth = build_authenticator(settings)
         self._intake: Intake | None = None
         self._request_timeouts = Timeouts(http.request_timeout_s)

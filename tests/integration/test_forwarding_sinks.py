@@ -21,6 +21,7 @@ from collector import ccmessage
 from collector.events import Event, Origin, normalise
 from collector.ports import Batch
 from collector.settings import (
+    SUBJECT_PLACEHOLDERS,
     FolderSinkSettings,
     FolderSourceSettings,
     HttpSinkSettings,
@@ -218,6 +219,21 @@ async def test_http_sink_retries_4xx_about_the_sink_not_the_event(
     assert sink.healthy  # giving up leaves it ready for the next write
 
 
+async def test_http_sink_errors_show_the_url_masked(receiver: Receiver) -> None:
+    receiver.url = receiver.url.replace("http://", "http://u:pw-SECRET@") + "?token=t-SECRET&x=1"
+    masked = receiver.url.replace("pw-SECRET", "***").replace("t-SECRET", "***")
+    receiver.status = 400
+    with capture_logs() as logs:
+        await write(http_sink(receiver, retries=0), Batch(events()[:1]))
+    [log] = [e for e in logs if e["event"] == "http_sink_refused"]
+    assert log["error"].startswith(f"http sink forward: {masked} refused: HTTP 400")
+    receiver.status = 503
+    with pytest.raises(HttpSinkError) as gave_up:
+        await write(http_sink(receiver, retries=0), Batch(events()[:1]))
+    assert str(gave_up.value).startswith(f"http sink forward: {masked} failed 1 times: HTTP 503")
+    assert "SECRET" not in repr(logs) + str(gave_up.value)
+
+
 async def test_http_sink_gives_up_after_its_retries(receiver: Receiver) -> None:
     receiver.fail_first = 100
     with pytest.raises(HttpSinkError, match="failed 3 times: HTTP 503"):
@@ -333,6 +349,13 @@ def test_nats_sink_subjects_never_get_wildcards_or_empty_tokens() -> None:
     event.type = "a..b * > c."
     event.subject = ""
     assert sink.subject(event) == "ev.a.b_____c._"
+
+
+def test_nats_sink_fills_every_placeholder_the_settings_allow() -> None:
+    template = ".".join(f"{{{name}}}" for name in SUBJECT_PLACEHOLDERS)
+    sink = NatsSink("bus", NatsSinkSettings(type="nats", subject=template))
+    event = events()[1]
+    assert sink.subject(event) == "cloudevents.com.example.order./shop.order-1.ce-1"
 
 
 # -- folder --------------------------------------------------------------------------------

@@ -60,10 +60,20 @@ def test_to_toml_parses_back_to_the_same_data() -> None:
     assert tomllib.loads(to_toml(data)) == data
 
 
-def test_to_toml_leaves_out_unset_values() -> None:
-    data = {"sources": {"inbox": {"path": "in", "done_dir": None}}}
+def test_to_toml_writes_unset_values_as_comments() -> None:
+    data = {"sources": {"inbox": {"path": "in", "done_dir": None, "failed_dir": None}}}
+    notes: dict[tuple[str, ...], str] = {("sources", "inbox", "done_dir"): "default: <path>/done"}
 
-    assert tomllib.loads(to_toml(data)) == {"sources": {"inbox": {"path": "in"}}}
+    text = to_toml(data, notes)
+
+    assert tomllib.loads(text) == {"sources": {"inbox": {"path": "in"}}}
+    assert text.splitlines() == [
+        "[sources.inbox]",
+        'path = "in"',
+        "# done_dir = …  # not set; default: <path>/done",
+        "# failed_dir = …  # not set",
+        "",
+    ]
 
 
 def test_config_check_with_embedded_defaults(capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,6 +164,56 @@ def test_config_print_masks_secrets(
     assert printed["sources"]["inbox"]["path"] == "/srv/in"
     assert printed["sinks"] == {"db": {"type": "postgres", "required": True}}
     assert printed == without_none(masked(load_settings(None)))
+
+
+def test_config_print_shows_every_key_unset_ones_as_comments(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "--print"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    for key in ("enabled", "tls_cert", "tls_key", "done_dir", "failed_dir", "path"):
+        assert any(line.startswith(f"# {key} = …  # not set") for line in lines), key
+    assert "# event_type = …  # not set; type for plain JSON without one" in lines
+
+
+def test_config_print_masks_credentials_in_urls_and_headers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "collector.toml"
+    path.write_text(
+        '[sources.bus]\ntype = "nats"\nservers = ["nats://natsuser:natspass@n:4222"]\n\n'
+        '[sinks.db]\ntype = "postgres"\n\n'
+        '[sinks.fwd]\ntype = "http"\n'
+        'url = "https://user:urlpass@r.example/events?token=qtok"\n'
+        'headers = { authorization = "Bearer hdrtoken", x-api-key = "hdrkey" }\n\n'
+        '[sinks.relay]\ntype = "nats"\nservers = ["nats://relay:relaypass@n:4222"]\n'
+    )
+
+    assert main(["config", "--print"]) == 0
+
+    out = capsys.readouterr().out
+    for secret in ("natspass", "urlpass", "qtok", "hdrtoken", "hdrkey", "relaypass"):
+        assert secret not in out
+    printed = tomllib.loads(out)
+    assert printed["sources"]["bus"]["servers"] == ["nats://natsuser:***@n:4222"]
+    assert printed["sinks"]["fwd"]["url"] == "https://user:***@r.example/events?token=***"
+    assert printed["sinks"]["fwd"]["headers"] == {"authorization": "***", "x-api-key": "***"}
+    assert printed["sinks"]["relay"]["servers"] == ["nats://relay:***@n:4222"]
+
+
+@pytest.mark.parametrize("command", [["config", "--check"], ["migrate", "--check"], ["run"]])
+def test_a_list_from_the_environment_that_is_not_json_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    monkeypatch.setenv("COLLECTOR__SOURCES__INBOX__PATTERNS", "*.json")
+
+    assert main(command) == 1
+
+    assert capsys.readouterr().err == (
+        "collector: config: COLLECTOR__SOURCES__INBOX__PATTERNS: must be a JSON list, "
+        "e.g. '[\"*.json\"]'\n"
+    )
 
 
 def test_config_print_masks_a_password_parameter(
