@@ -233,7 +233,7 @@ async def serve(
         await outer.start(write)
         if url:
             outer.start_soon(_maintenance, settings, url, stop)
-        outer.start_soon(_signals, stop, outer.cancel_scope)
+        await outer.start(_signals, stop, outer.cancel_scope)  # a signal from now on drains
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
             web = build_web(settings, sources, pipeline, [*required, *optional])
@@ -256,8 +256,14 @@ async def serve(
     log.info("collector_stopped")
 
 
-async def _signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+async def _signals(
+    stop: anyio.Event,
+    scope: anyio.CancelScope,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        task_status.started()
         async for signum in received:
             if stop.is_set():
                 log.warning("shutdown_forced", signal=signal.Signals(signum).name)
