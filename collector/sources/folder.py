@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import fnmatch
+import itertools
 import os
 import shutil
 import stat
@@ -69,7 +70,7 @@ class Unreadable(Exception):
 class Claim:
     path: Path  # the claimed file: <path>/.processing/<token>/<relative>
     relative: str  # its path in the inbox (may hold undecodable bytes as surrogates)
-    token: Path | None  # the claim's own folder (None: a claim by collector 0.x, see _recover)
+    token: Path | None  # the claim's own folder (None: an older collector's claim)
     lock: int | None  # that folder, open and flock'ed while this collector works on it
 
     @property
@@ -109,6 +110,7 @@ class FolderSource:
         self._skip_dirs = {self.claimed_dir, self.done_dir, self.failed_dir}
         self._reported: set[object] = set()  # problems logged once, until they go away
         self._backoff: dict[str, tuple[float, float]] = {}  # relative: (retry at, delay)
+        self._claims = itertools.count()  # with the time and pid: unique claim folder names
 
     def prepare(self) -> None:
         """Create the folders (the inbox itself only when its parent exists)."""
@@ -134,7 +136,7 @@ class FolderSource:
             for claim in self._recover():
                 log.info("claim_recovered", source=self.name, file=claim.name)
                 await limiter.acquire()
-                tg.start_soon(self._process, claim, intake, limiter)
+                tg.start_soon(self._process, claim, intake, limiter, stop)
             log.info("folder_watching", source=self.name, path=shown(str(self.path)))
             while not stop.is_set():
                 found = False
@@ -147,7 +149,7 @@ class FolderSource:
                         limiter.release()
                         continue
                     found = True
-                    tg.start_soon(self._process, taken, intake, limiter)
+                    tg.start_soon(self._process, taken, intake, limiter, stop)
                 if not found:
                     with anyio.move_on_after(self.settings.poll_interval_s):
                         await stop.wait()
@@ -214,7 +216,7 @@ class FolderSource:
     def _claim(self, path: Path) -> Claim | None:
         """Move a ready file into a new locked folder of its own; None if that cannot be done."""
         relative = path.relative_to(self.path)
-        token = self.claimed_dir / f"{time.time_ns()}-{os.getpid()}"
+        token = self.claimed_dir / f"{time.time_ns()}-{os.getpid()}-{next(self._claims)}"
         claim = Claim(token / relative, relative.as_posix(), token, None)
         try:
             try:
@@ -226,7 +228,8 @@ class FolderSource:
             claim.lock = self._lock(token)
             if claim.lock is None:  # a starting collector took it for a crash's leftover
                 return None
-            claim.path.parent.mkdir(parents=True, exist_ok=True)
+            if len(relative.parts) > 1:
+                claim.path.parent.mkdir(parents=True)
             os.rename(path, claim.path)
         except OSError as exc:
             self._release(claim)
@@ -260,7 +263,7 @@ class FolderSource:
             token = Path(entry.path)
             try:
                 if not entry.is_dir(follow_symlinks=False):
-                    # Collector 0.x claimed a file as .processing/<percent-encoded path>~<ns>.
+                    # Older collectors claimed a file as .processing/<percent-encoded path>~<ns>.
                     yield Claim(token, self._original_name(token), None, None)
                     continue
                 claim = Claim(token, "", token, self._lock(token))
@@ -312,16 +315,18 @@ class FolderSource:
 
     # -- processing ------------------------------------------------------------------------
 
-    async def _process(self, claim: Claim, intake: Intake, limiter: anyio.Semaphore) -> None:
+    async def _process(
+        self, claim: Claim, intake: Intake, limiter: anyio.Semaphore, stop: anyio.Event
+    ) -> None:
         try:
-            await self._ingest(claim, intake)
+            await self._ingest(claim, intake, stop)
         except OSError as exc:  # one file's problem never stops the source
             log.error("file_error", source=self.name, file=claim.name, error=shown(str(exc)))
         finally:
             self._release(claim)
             limiter.release()
 
-    async def _ingest(self, claim: Claim, intake: Intake) -> None:
+    async def _ingest(self, claim: Claim, intake: Intake, stop: anyio.Event) -> None:
         name = claim.name
         started = time.perf_counter()
         try:
@@ -336,7 +341,7 @@ class FolderSource:
         tally = Tally()
         try:
             if Path(claim.relative).suffix in LINE_SUFFIXES:
-                await self._deliver_lines(fd, name, intake, tally)
+                await self._deliver_lines(fd, name, intake, tally, stop)
             else:
                 await self._deliver_document(fd, name, intake, tally)
         finally:
@@ -427,11 +432,14 @@ class FolderSource:
                 return
             log.warning("file_changed_while_read", source=self.name, file=name)
 
-    async def _deliver_lines(self, fd: int, name: str, intake: Intake, tally: Tally) -> None:
+    async def _deliver_lines(
+        self, fd: int, name: str, intake: Intake, tally: Tally, stop: anyio.Event
+    ) -> None:
         """A JSON lines file, a block at a time: memory stays bounded, and the queue filling
-        up stops the reading. Lines appended meanwhile are read too (see the README)."""
+        up stops the reading. Lines appended meanwhile are read too (see the README). On
+        shutdown the rest is left for the next start, which reads the file again."""
         origin = self._origin(datetime.now(UTC))
-        offset, number, tail = 0, 1, b""
+        offset, number, tail = _after_bom(fd), 1, b""
         final = False  # the file stayed put through the last pass
         size = self.chunk_size
         while True:
@@ -440,13 +448,13 @@ class FolderSource:
                 events: list[Event] = []
                 rejected: list[RejectedEvent] = []
                 while tally.failure is None:
+                    if stop.is_set() and offset:
+                        tally.failure = PipelineClosed("collector is shutting down")
+                        break
                     block = os.pread(fd, READ_BYTES, offset)
                     if not block:
                         break
                     read_any = True
-                    if offset == 0 and block.startswith(BOM):
-                        block = block[len(BOM) :]  # written by Windows tools; RFC 8259 allows
-                        offset += len(BOM)
                     offset += len(block)
                     data = tail + block
                     end = data.rfind(b"\n") + 1
@@ -474,7 +482,7 @@ class FolderSource:
             now = os.fstat(fd).st_size
             if now < offset:  # rewritten in place: read it all again
                 log.warning("file_changed_while_read", source=self.name, file=name)
-                offset, number, tail, final = 0, 1, b"", False
+                offset, number, tail, final = _after_bom(fd), 1, b"", False
             elif now > offset:
                 log.warning("file_grew_while_read", source=self.name, file=name)
                 final = False
@@ -601,6 +609,12 @@ def _read_all(fd: int) -> bytes:
         blocks.append(block)
         offset += len(block)
     return b"".join(blocks)
+
+
+def _after_bom(fd: int) -> int:
+    """Where the text starts: after a byte-order mark (Windows tools write one; RFC 8259
+    lets a parser ignore it)."""
+    return len(BOM) if os.pread(fd, len(BOM), 0) == BOM else 0
 
 
 async def _committed(delivery: Delivery, tally: Tally) -> None:

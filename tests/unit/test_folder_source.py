@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,67 @@ async def test_a_line_cut_off_mid_way_is_read_once_its_writer_finishes_it(tmp_pa
     assert (inbox / "done" / "cut.jsonl").exists()
     assert sorted(e.id for e in sink.events.values()) == ["e-0", "e-1"]
     assert sink.rejected == []
+
+
+async def test_on_shutdown_a_big_file_is_left_for_the_next_start(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    total = 20_000
+    (inbox / "big.jsonl").write_bytes(lines(total))
+    sink = GatedSink()
+    pipeline = Pipeline([sink], [], PipelineLimits(queue_size=500, batch_size=100, linger_s=0))
+    folder = folder_source(inbox)
+    stop = anyio.Event()
+    returned = anyio.Event()
+
+    async def watch() -> None:
+        await folder.run(pipeline, stop)
+        returned.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(pipeline.run)
+            tg.start_soon(watch)
+            await sink.entered.wait()
+            await anyio.wait_all_tasks_blocked()
+            stop.set()
+            sink.open_gate.set()
+            await returned.wait()  # without reading the rest of the file
+            await pipeline.close()
+
+    assert 0 < len(sink.events) < total
+    [claim] = folder_source(inbox)._recover()
+    assert claim.relative == "big.jsonl"
+    assert claim.lock is not None
+    os.close(claim.lock)
+
+    again = MemorySink()
+    async with running(folder_source(inbox), Pipeline([again], [], PipelineLimits())):
+        await until(lambda: (inbox / "done" / "big.jsonl").exists())
+    assert len(again.events) == total
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+async def test_json_lines_read_in_blocks_are_what_the_whole_file_decodes_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    monkeypatch.setattr("collector.sources.folder.READ_BYTES", block)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    good = lines(4).splitlines()
+    data = b"\xef\xbb\xbf" + b"\n".join(
+        [good[0], b"", b"{broken", good[1] + b"\r", b"   ", b"[1]", good[2], good[3]]
+    )
+    (inbox / "mixed.ndjson").write_bytes(data)
+    sink = MemorySink()
+    folder = folder_source(inbox, chunk_size=2)
+
+    async with running(folder, Pipeline([sink], [], PipelineLimits(linger_s=0))):
+        await until(lambda: (inbox / "failed" / "mixed.ndjson").exists())
+
+    events, rejected = folder.decode(data, "mixed.ndjson", datetime.now(UTC))
+    assert sorted((e.id, e.metadata["line"]) for e in sink.events.values()) == [
+        (e.id, e.metadata["line"]) for e in events
+    ]
+    assert [(r.location, r.raw) for r in sink.rejected] == [(r.location, r.raw) for r in rejected]
+    assert [r.location for r in rejected] == ["line 3", "line 6"]
