@@ -63,7 +63,8 @@ def shown(name: str) -> str:
 
 
 class Unreadable(Exception):
-    """A claimed file that cannot be read as a regular file; str() says why."""
+    """A claimed file that cannot be read as a regular file; str() says why. (Never leaves
+    this module: the file goes to failed/ with that reason.)"""
 
 
 @dataclass
@@ -632,7 +633,9 @@ def _free_name(target: Path, reserve: int = 0) -> Path:
     raw = os.fsencode(target.name)
     if not os.path.lexists(target) and len(raw) + reserve <= NAME_MAX:
         return target
-    suffix = os.fsencode(target.suffix)[:16]
+    suffix = os.fsencode(target.suffix)
+    if len(suffix) > 16:  # not a real suffix: no need to keep it
+        suffix = b""
     tag = f"-{time.time_ns()}".encode()
     stem = raw[: len(raw) - len(suffix)]
     keep = NAME_MAX - reserve - len(tag) - len(suffix)
