@@ -6,6 +6,7 @@ while the collector ingests a folder, and starts it again: claimed files must wa
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -48,6 +49,11 @@ def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
+def claimed_files(inbox: Path) -> list[str]:
+    """Files claimed by the folder source: each in a folder of its own under .processing."""
+    return sorted(name for _, _, names in os.walk(inbox / ".processing") for name in names)
+
+
 def test_postgres_restart_loses_nothing(
     private_postgres: EmbeddedPostgres,
     tmp_path: Path,
@@ -82,7 +88,7 @@ max_files_in_flight = 4
 type = "postgres"
 """
     proc = collector_process(config).start()
-    done, failed, claimed = inbox / "done", inbox / "failed", inbox / ".processing"
+    done, failed = inbox / "done", inbox / "failed"
 
     def collector_started() -> bool:
         assert proc.proc is not None
@@ -107,7 +113,7 @@ type = "postgres"
         return "database_unavailable" in proc.logs()
 
     def files_held_as_claimed() -> bool:
-        return len(files(claimed)) >= 1
+        return len(claimed_files(inbox)) >= 1
 
     wait_for(database_unavailable_logged, timeout=60)
     wait_for(files_held_as_claimed, timeout=60)
@@ -115,7 +121,7 @@ type = "postgres"
     assert proc.proc is not None
     assert proc.proc.poll() is None, proc.logs()
     assert files(failed) == []
-    assert len(files(claimed)) >= 1
+    assert len(claimed_files(inbox)) >= 1
     assert len(files(done)) < FILES
 
     server.start()
@@ -125,7 +131,7 @@ type = "postgres"
 
     wait_for(everything_done, timeout=120)
     assert files(failed) == []
-    assert files(claimed) == []
+    assert claimed_files(inbox) == []
     assert [n for n in files(inbox)] == []
     assert files(done) == [f"batch-{n:02d}.jsonl" for n in range(FILES)]
 

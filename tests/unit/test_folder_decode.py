@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from collector.settings import FolderSourceSettings
-from collector.sources.folder import FolderSource
+from collector.sources.folder import FolderSource, _free_name, shown
 from tests.conftest import SPEC
 
 RECEIVED = datetime(2025, 1, 2, tzinfo=UTC)
@@ -305,12 +305,77 @@ def test_a_claimed_file_keeps_its_original_name(tmp_path: Path) -> None:
     folder = source(tmp_path, recursive=True)
     original = touch(folder.path / "sub dir" / "a~b%20.json")
 
-    claimed = folder._claim(original)
+    claim = folder._claim(original)
 
-    assert claimed is not None
-    assert claimed.parent == folder.path / ".processing"
-    assert claimed.is_file()
+    assert claim is not None
+    assert claim.token is not None
+    assert claim.token.parent == folder.path / ".processing"
+    assert claim.path == claim.token / "sub dir" / "a~b%20.json"
+    assert claim.path.is_file()
     assert not original.exists()
-    assert folder._original_name(claimed) == "sub dir/a~b%20.json"
+    assert claim.relative == "sub dir/a~b%20.json"
     assert list(folder._ready_files()) == []
     assert folder._claim(original) is None  # already taken
+    assert len(list(folder.claimed_dir.iterdir())) == 1  # the failed attempt left nothing
+
+
+def test_names_too_long_to_encode_are_claimed(tmp_path: Path) -> None:
+    # 250 bytes each: the limit of one name is 255, and percent-encoding made them 1,500.
+    long = "é" * 122 + ".json"
+    folder = source(tmp_path, recursive=True)
+    original = touch(folder.path / ("ü" * 125) / long)
+
+    claim = folder._claim(original)
+
+    assert claim is not None
+    assert claim.relative == f"{'ü' * 125}/{long}"
+
+
+def test_a_live_claim_is_not_recovered_and_a_dead_one_is(tmp_path: Path) -> None:
+    first = source(tmp_path, recursive=True)
+    claim = first._claim(touch(first.path / "sub" / "a.json"))
+    assert claim is not None
+    second = source(tmp_path, recursive=True)
+
+    assert list(second._recover()) == []  # the first collector holds the claim's lock
+
+    assert claim.lock is not None
+    os.close(claim.lock)  # as when the first collector dies
+    [recovered] = list(second._recover())
+    assert (recovered.path, recovered.relative) == (claim.path, "sub/a.json")
+    assert list(first._recover()) == []  # now the second one holds it
+    second._release(recovered)
+    assert recovered.path.is_file()  # released unfinished: still claimed, for the next start
+
+
+def test_recovery_clears_empty_claim_folders_and_reads_old_claims(tmp_path: Path) -> None:
+    folder = source(tmp_path)
+    (folder.claimed_dir / "1-1" / "sub" / "deeper").mkdir(parents=True)  # left after a move
+    old = touch(folder.claimed_dir / "sub%20dir%2Fa~b%2520.json~1700000000000000000")
+
+    [claim] = list(folder._recover())
+
+    assert (claim.path, claim.relative, claim.token) == (old, "sub dir/a~b%20.json", None)
+    assert sorted(p.name for p in folder.claimed_dir.iterdir()) == [old.name]
+
+
+def test_a_name_that_does_not_fit_is_shortened_keeping_its_suffix(tmp_path: Path) -> None:
+    long = tmp_path / ("é" * 125 + ".json")  # 255 bytes
+    long.write_text("{}")
+
+    free = _free_name(long)  # taken: a new name, as long as allowed
+    report = _free_name(tmp_path / "fresh.json", reserve=len(".error.txt"))
+    short_enough = _free_name(tmp_path / ("é" * 125 + ".json"), reserve=len(".error.txt"))
+
+    assert len(os.fsencode(free.name)) <= 255
+    assert free.suffix == ".json"
+    assert free.name.startswith("é" * 100)
+    assert not free.exists()
+    assert report.name == "fresh.json"
+    assert len(os.fsencode(short_enough.name + ".error.txt")) <= 255
+    assert short_enough.name.encode().decode("utf-8")  # no character cut in two
+
+
+def test_names_are_shown_as_valid_text() -> None:
+    assert shown(os.fsdecode(b"bad\xffname.json")) == "bad\\xffname.json"
+    assert shown("caf\u00e9.json") == "caf\u00e9.json"
