@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -155,6 +156,7 @@ class NatsSource:
         self.metrics_skipped = 0
         self.naked = 0
         self.terminated = 0
+        self._clock = 0
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
         try:
@@ -424,8 +426,9 @@ class NatsSource:
         subject = message.subject
         metadata: dict[str, Any] = {"subject": subject}
         delivery = _delivery_info(message.reply)
+        message_time_ns: int | None = None
         if delivery is not None:
-            metadata["stream_sequence"], metadata["delivered"] = delivery
+            metadata["stream_sequence"], metadata["delivered"], message_time_ns = delivery
         if headers and s.headers:
             kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
             if kept:
@@ -454,7 +457,15 @@ class NatsSource:
                 events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
-                cc = ccmessage.decode(text, origin, cluster=s.cluster, metadata=metadata)
+                if message_time_ns is None:  # core NATS: the messages of one batch stay apart
+                    message_time_ns = self._receive_clock()
+                cc = ccmessage.decode(
+                    text,
+                    origin,
+                    cluster=s.cluster,
+                    metadata=metadata,
+                    message_time_ns=message_time_ns,
+                )
                 events.extend(cc.events)
                 rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
@@ -466,6 +477,12 @@ class NatsSource:
             rejected.append(origin.reject(f"not UTF-8 text: {exc}", data, None, metadata))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
+
+    def _receive_clock(self) -> int:
+        """Now in ns since the epoch, never the same twice: a core NATS message's time for
+        its lines without a timestamp (part of their id), distinct within a batch."""
+        self._clock = max(time.time_ns(), self._clock + 1)
+        return self._clock
 
     def _type_for(self, subject: str) -> str | None:
         s = self.settings
@@ -491,8 +508,10 @@ def _looks_like_json(data: bytes) -> bool:
     return head in (b"{", b"[")
 
 
-def _delivery_info(reply: str) -> tuple[int, int] | None:
-    """(stream sequence, delivery count) from a JetStream reply subject, else None.
+def _delivery_info(reply: str) -> tuple[int, int, int] | None:
+    """(stream sequence, delivery count, stream time in ns) from a JetStream reply subject,
+    else None. The stream time is when the stream stored the message: the same on every
+    redelivery.
 
     `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
     or with `<domain>.<account hash>` after `$JS.ACK` (and a token at the end) since 2.9.
@@ -502,7 +521,7 @@ def _delivery_info(reply: str) -> tuple[int, int] | None:
     tokens = reply.split(".")
     offset = 0 if len(tokens) == 9 else 2
     try:
-        return int(tokens[5 + offset]), int(tokens[4 + offset])
+        return int(tokens[5 + offset]), int(tokens[4 + offset]), int(tokens[7 + offset])
     except (IndexError, ValueError):
         return None
 

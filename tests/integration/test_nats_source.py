@@ -10,12 +10,14 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from psycopg import Connection
 
 from collector.demo_events import payloads as cdevent_payloads
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import Batch, BatchResult, Sink
 from collector.settings import NatsSourceSettings
 from collector.sinks.memory import MemorySink
+from collector.sinks.postgres import PostgresSink
 from collector.sources.nats import FETCH_TIMEOUT_S, NatsSource
 from tests.nats_fixtures import NatsNames, NatsServer
 
@@ -36,12 +38,13 @@ def source(server: NatsServer, names: NatsNames, **settings: Any) -> NatsSource:
 
 @asynccontextmanager
 async def running(
-    nats_source: NatsSource, sink: Sink
+    nats_source: NatsSource, *sinks: Sink
 ) -> AsyncIterator[tuple[anyio.Event, anyio.CancelScope]]:
-    """Pipeline and source running; yields the source's stop event and cancel scope.
+    """Pipeline and source running (the sinks all required); yields the source's stop event
+    and cancel scope.
 
     On exit the source is stopped and awaited, then the pipeline is torn down."""
-    pipeline = Pipeline([sink], [], PipelineLimits(batch_size=100, linger_s=0.005))
+    pipeline = Pipeline(list(sinks), [], PipelineLimits(batch_size=100, linger_s=0.005))
     stop, finished = anyio.Event(), anyio.Event()
     scope = anyio.CancelScope()
 
@@ -163,3 +166,45 @@ async def test_past_the_shutdown_timeout_messages_in_flight_are_handed_back(
 
     redelivered = await anyio.to_thread.run_sync(nats_server.run, fetch_again)
     assert redelivered == [2] * len(payloads)
+
+
+async def test_line_protocol_without_timestamps_is_stored_once_however_often_delivered(
+    nats_server: NatsServer, nats_names: NatsNames, database_url: str, db: Connection[Any]
+) -> None:
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    down = 'node_down,cluster=fritz,hostname=n1 event="unreachable"'
+    text = f'{down}\n{down}\nnode_up,cluster=fritz,hostname=n1 event="back"\n'
+    await anyio.to_thread.run_sync(
+        nats_server.publish, [(f"{nats_names.prefix}.cc", text.encode(), None)]
+    )
+    # The first delivery is committed, then fails (as when the ack is lost or the other
+    # required sink gave up): it is naked and delivered again, the same lines a second time.
+    sink = CommitsThenFails("db", database_url, pool_size=1)
+    nats_source = source(nats_server, nats_names, nak_delay_s=0.1)
+    async with running(nats_source, sink):
+        await until(lambda: len(sink.stored) == 2)
+    assert nats_source.naked == 1
+    rows = db.execute(
+        "select id, time, metadata->>'delivered' from api.events order by metadata->>'line'"
+    ).fetchall()
+    # Two identical lines are two events, each stored once: the second delivery had the
+    # same ids (the message's stream time, not the receive time, is in them).
+    assert len(rows) == 3
+    assert [(r.stored, len(r.duplicates)) for r in sink.stored] == [(3, 0), (0, 3)]
+    assert {r[2] for r in rows} == {"1"}
+    assert len({r[1] for r in rows}) == 1  # the time the stream stored the message
+
+
+class CommitsThenFails(PostgresSink):
+    """Its first write commits, then fails; it remembers the results of its writes."""
+
+    def __init__(self, name: str, url: str, pool_size: int) -> None:
+        super().__init__(name, url, pool_size)
+        self.stored: list[BatchResult] = []
+
+    async def write(self, batch: Batch) -> BatchResult:
+        result = await super().write(batch)
+        self.stored.append(result)
+        if len(self.stored) == 1:
+            raise ConnectionError("committed, but the answer was lost")
+        return result
