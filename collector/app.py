@@ -155,6 +155,7 @@ def build_web(
     for source in http_sources:
         app.add("POST", source.path, source.handle)
     databases = [s for s in sinks if isinstance(s, PostgresSink)]
+    nats_sources = [s for s in sources if isinstance(s, NatsSource)]
 
     async def healthz(request: HttpRequest) -> HttpResponse:
         return json_response(200, {"status": "alive"})
@@ -168,6 +169,7 @@ def build_web(
         for sink in databases:
             if not await sink.ping():
                 problems.append(f"sink {sink.name}: database unreachable")
+        problems.extend(f"source {s.name}: {s.problem}" for s in nats_sources if s.problem)
         status = 503 if problems else 200
         return json_response(
             status,

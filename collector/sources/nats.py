@@ -56,6 +56,10 @@ STATUS_HEADER = js_api.Header.STATUS.value
 DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
 FETCH_TIMEOUT_S = 1.0  # a pull request expires after this long; stop is checked in between
 PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
+MIN_BACKOFF_S, MAX_BACKOFF_S = 0.1, 5.0  # between pull requests that end unusually
+STREAM_GONE_S = 1.0  # before creating a deleted stream again
+NO_ANSWER = "no answer"  # a pull request that ended here, past its expiry
+NOT_A_SUBSET = 10093  # JetStream: consumer filter subject is not a valid subset of the stream
 
 
 @dataclass
@@ -76,9 +80,10 @@ class Puller:
     (nats-py's fetch() creates a task per message, which costs more than decoding it); the
     next request goes out once this one is complete, so at most `batch` messages are in
     transit per puller. A request ends when `batch` messages arrived, or with a status
-    (408 expired, 409 e.g. max_ack_pending reached), or locally one second past its expiry
-    (a request lost with a dropped connection). Each request has its own reply subject, so
-    the late status of a request that ended here already cannot end the next one.
+    (408 expired, 409 e.g. consumer deleted), or locally one second past its expiry (a
+    request lost with a dropped connection, or sent to a consumer that no longer exists).
+    Each request has its own reply subject, so the late status of a request that ended here
+    already cannot end the next one.
     """
 
     def __init__(self, client: Client, stream: str, consumer: str, batch: int) -> None:
@@ -129,6 +134,7 @@ class Puller:
 
     def _expire(self) -> None:
         self._ended = True
+        self.problem = NO_ANSWER  # a dropped connection, or a consumer that is gone
         self._arrived.set()
 
     async def _on_message(self, message: Msg) -> None:
@@ -157,6 +163,9 @@ class NatsSource:
         self.naked = 0
         self.terminated = 0
         self._clock = 0
+        # Why it cannot consume now (the stream deleted, and create is false): /readyz shows it.
+        self.problem: str | None = None
+        self._checking = anyio.Lock()
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
         try:
@@ -192,8 +201,7 @@ class NatsSource:
     async def _run_jetstream(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
         s = self.settings
         js = client.jetstream()
-        await self._ensure_stream(js)
-        await self._ensure_consumer(js)
+        await self._bind(js)
         log.info(
             "nats_consuming",
             source=self.name,
@@ -205,13 +213,21 @@ class NatsSource:
         async with anyio.create_task_group() as settling, anyio.create_task_group() as pulling:
             for _ in range(s.fetchers):
                 puller = Puller(client, s.stream, s.durable, s.fetch_batch)
-                pulling.start_soon(self._pull_loop, puller, intake, stop, settling)
+                pulling.start_soon(self._pull_loop, puller, js, intake, stop, settling)
 
-    async def _ensure_stream(self, js: Any) -> None:
+    async def _bind(self, js: Any, again: bool = False) -> None:
+        """Bind the stream and the durable pull consumer, creating what is missing (the
+        stream only with `create`); ConfigError when they cannot be used as configured.
+        `again`: they were there and went away while running."""
+        stream_subjects = await self._ensure_stream(js, again)
+        await self._ensure_consumer(js, stream_subjects, again)
+
+    async def _ensure_stream(self, js: Any, again: bool) -> list[str]:
+        """The stream's subjects, once it exists."""
         s = self.settings
         try:
-            await js.stream_info(s.stream)
-            return
+            info = await js.stream_info(s.stream)
+            return list(info.config.subjects or [])
         except nats.js.errors.NotFoundError:
             if not s.create:
                 raise ConfigError(
@@ -220,23 +236,49 @@ class NatsSource:
                         f"exist and sources.{self.name}.create is false"
                     ]
                 ) from None
-        await js.add_stream(
-            name=s.stream,
-            subjects=list(s.subjects),
-            storage=js_api.StorageType(s.storage),
-            retention=js_api.RetentionPolicy(s.retention),
-        )
-        log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
+        if again:
+            # nats-server removes a deleted stream's files after answering: a stream of the
+            # same name created meanwhile loses its messages (2.9 and 2.15 alike). Wait.
+            await anyio.sleep(STREAM_GONE_S)
+        try:
+            await js.add_stream(
+                name=s.stream,
+                subjects=list(s.subjects),
+                storage=js_api.StorageType(s.storage),
+                retention=js_api.RetentionPolicy(s.retention),
+            )
+        except nats.js.errors.BadRequestError as exc:  # e.g. subjects of another stream
+            raise ConfigError(
+                [
+                    f"config: sources.{self.name}.stream: cannot create stream {s.stream!r} "
+                    f"with subjects {list(s.subjects)}: {exc.description}"
+                ]
+            ) from None
+        if again:
+            log.warning("nats_stream_recreated", source=self.name, stream=s.stream)
+        else:
+            log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
+        return list(s.subjects)
 
-    async def _ensure_consumer(self, js: Any) -> None:
+    async def _ensure_consumer(self, js: Any, stream_subjects: list[str], again: bool) -> None:
         """Bind the durable consumer, or create it (creating an identical one is a no-op, so
         replicas starting together agree)."""
         s = self.settings
         try:
-            await js.consumer_info(s.stream, s.durable)
-            return
+            info = await js.consumer_info(s.stream, s.durable)
         except nats.js.errors.NotFoundError:
             pass
+        else:
+            if info.config.deliver_subject:
+                raise ConfigError(
+                    [
+                        f"config: sources.{self.name}.durable: consumer {s.durable!r} of "
+                        f"stream {s.stream!r} is a push consumer (it delivers to "
+                        f"{info.config.deliver_subject!r}); collector pulls: name another "
+                        "durable, or delete this consumer"
+                    ]
+                )
+            return
         config = js_api.ConsumerConfig(
             durable_name=s.durable,
             ack_policy=js_api.AckPolicy.EXPLICIT,
@@ -245,16 +287,39 @@ class NatsSource:
             filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
             filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
         )
-        await js.add_consumer(s.stream, config=config)
-        log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
+        try:
+            await js.add_consumer(s.stream, config=config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == NOT_A_SUBSET:
+                problem = (
+                    f"config: sources.{self.name}.subjects: {list(s.subjects)} is not within "
+                    f"the subjects of stream {s.stream!r}: {stream_subjects}"
+                )
+            else:
+                problem = (
+                    f"config: sources.{self.name}.durable: cannot create consumer "
+                    f"{s.durable!r} on stream {s.stream!r}: {exc.description}"
+                )
+            raise ConfigError([problem]) from None
+        if again:
+            log.warning("nats_consumer_recreated", source=self.name, durable=s.durable)
+        else:
+            log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
 
     async def _pull_loop(
-        self, puller: Puller, intake: Intake, stop: anyio.Event, settling: TaskGroup
+        self,
+        puller: Puller,
+        js: Any,
+        intake: Intake,
+        stop: anyio.Event,
+        settling: TaskGroup,
     ) -> None:
         """Pull, decode, queue; the commit is awaited (then acked) by a separate task, so the
         next pull overlaps the database work. The pipeline's bounded queue, one pull request
         at a time and max_ack_pending bound what is in flight."""
         await puller.open()
+        backoff = 0.0
+        ended: str | None = None  # how the last request ended, if unusually
         try:
             while not stop.is_set():
                 if not intake.accepting:
@@ -274,11 +339,39 @@ class NatsSource:
                 # Hand over what arrives as it arrives, until the request is complete.
                 while messages := await puller.next_messages():
                     await self._hand_over(puller.client, messages, intake, settling)
-                if puller.problem:
-                    log.info("nats_pull_ended", source=self.name, status=puller.problem)
+                ended, last = puller.problem, ended
+                if ended is None:
+                    backoff = 0.0
+                    continue
+                if not puller.client.is_connected:
+                    continue  # the outage explains it; the client reconnects
+                if ended != last:  # once, not once per request
+                    log.warning("nats_pull_ended", source=self.name, status=ended)
+                await self._check(js)
+                if ended != NO_ANSWER:  # a status such as 409 comes back at once: wait
+                    backoff = min(max(backoff * 2, MIN_BACKOFF_S), MAX_BACKOFF_S)
+                    with anyio.move_on_after(backoff):
+                        await stop.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await puller.close()
+
+    async def _check(self, js: Any) -> None:
+        """After a pull request ended unusually (the consumer deleted, its stream deleted, no
+        answer): bind again, creating what went away; while that fails, /readyz says why."""
+        async with self._checking:  # one puller at a time; the others find it done
+            try:
+                await self._bind(js, again=True)
+            except ConfigError as exc:
+                if self.problem != exc.problems[0]:
+                    log.error("nats_source_stalled", source=self.name, error=exc.problems[0])
+                self.problem = exc.problems[0]
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("nats_check_failed", source=self.name, error=_describe(exc))
+            else:
+                if self.problem is not None:
+                    log.info("nats_source_resumed", source=self.name)
+                self.problem = None
 
     async def _hand_over(
         self, client: Client, messages: list[Msg], intake: Intake, settling: TaskGroup
@@ -546,6 +639,10 @@ async def _ack_all(client: Client, messages: list[Msg]) -> None:
         await flush()
     except (nats.errors.Error, OSError) as exc:
         log.debug("nats_ack_failed", error=str(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 async def _quietly(awaitable: Any) -> None:

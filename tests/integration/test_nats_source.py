@@ -8,9 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import nats
 import orjson
 import pytest
+from nats.aio.msg import Msg
+from nats.js import api as js_api
 from psycopg import Connection
+from structlog.testing import capture_logs
 
 from collector.demo_events import payloads as cdevent_payloads
 from collector.pipeline import Pipeline, PipelineLimits
@@ -208,3 +212,37 @@ class CommitsThenFails(PostgresSink):
         if len(self.stored) == 1:
             raise ConnectionError("committed, but the answer was lost")
         return result
+
+
+async def test_pull_requests_refused_at_once_are_not_repeated_at_once(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    # An existing consumer takes one waiting pull request: the second fetcher's requests are
+    # refused at once (409 Exceeded MaxWaiting), each time it asks.
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    consumer = js_api.ConsumerConfig(
+        durable_name=nats_names.durable, ack_policy=js_api.AckPolicy.EXPLICIT, max_waiting=1
+    )
+    requests = 0
+
+    async def count(message: Msg) -> None:
+        nonlocal requests
+        requests += 1
+
+    client = await nats.connect(nats_server.url)
+    try:
+        await client.jetstream().add_consumer(nats_names.stream, config=consumer)
+        await client.subscribe(
+            f"$JS.API.CONSUMER.MSG.NEXT.{nats_names.stream}.{nats_names.durable}", cb=count
+        )
+        nats_source = source(nats_server, nats_names, fetchers=2)
+        with capture_logs() as logs:
+            async with running(nats_source, MemorySink()):
+                await until(lambda: any(e["event"] == "nats_pull_ended" for e in logs))
+                await anyio.sleep(3)
+    finally:
+        await client.close()
+    (ended,) = [e for e in logs if e["event"] == "nats_pull_ended"]  # once, not per request
+    assert ended["status"].startswith("409 Exceeded MaxWaiting")
+    # Without a pause between them, such requests went out thousands of times a second.
+    assert requests < 50
