@@ -667,3 +667,21 @@ def test_subjects_outside_an_existing_stream_are_refused_at_start_naming_both(
         f"collector: config: sources.bus.subjects: [{elsewhere!r}] is not within the subjects "
         f"of stream {nats_names.stream!r}: [{nats_names.wildcard!r}]"
     )
+
+
+def test_wrong_credentials_stop_collector_with_a_clear_error(
+    collector_process: MakeCollector, database_url: str, nats_names: NatsNames, tmp_path: Path
+) -> None:
+    (tmp_path / "nats").mkdir()
+    broker = PrivateNats(tmp_path / "nats", None, "--auth", "s3cret").start()
+    try:
+        collector = collector_process(
+            config(NatsServer(broker.url), nats_names, source={"token": "wrong"}),
+            env={"COLLECTOR__DATABASE__URL": database_url},
+        ).start()
+        said = refused(collector)
+    finally:
+        broker.stop()
+    assert said == f"collector: nats (bus): {broker.url}: nats: 'Authorization Violation'"
+    assert "nats_unavailable" not in collector.logs()  # not retried: retrying cannot help
+    assert "wrong" not in collector.logs()
