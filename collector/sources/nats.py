@@ -162,6 +162,7 @@ class NatsSource:
         self.metrics_skipped = 0
         self.naked = 0
         self.terminated = 0
+        self.comments_only = 0  # line protocol messages holding nothing but comments
         self._clock = 0
         # Why it cannot consume now (the stream deleted, and create is false): /readyz shows it.
         self.problem: str | None = None
@@ -194,6 +195,7 @@ class NatsSource:
                 metrics_skipped=self.metrics_skipped,
                 naked=self.naked,
                 terminated=self.terminated,
+                comments_only=self.comments_only,
             )
 
     # -- JetStream -------------------------------------------------------------------------
@@ -550,6 +552,8 @@ class NatsSource:
                 events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
+                if not text.strip():
+                    raise Invalid("empty message: no event, no line of line protocol")
                 if message_time_ns is None:  # core NATS: the messages of one batch stay apart
                     message_time_ns = self._receive_clock()
                 cc = ccmessage.decode(
@@ -562,6 +566,8 @@ class NatsSource:
                 events.extend(cc.events)
                 rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
+                if not (cc.events or cc.rejected or cc.metrics_skipped or cc.other_skipped):
+                    self.comments_only += 1  # nothing to store, nothing wrong: acked
             else:
                 decoded, refused = events_from_json(data, origin, metadata)
                 events.extend(decoded)

@@ -250,8 +250,10 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
         (f"{p}.bad", b'{"context": {"id": "x"}}', None),
         (f"{p}.bad", b'{"no": "type"}', None),
         (f"{p}.bad", b"garbage that is no line protocol", None),
+        (f"{p}.bad", b"", None),  # read as line protocol (format auto), holding nothing
     ]
     good = cdevent_messages(nats_names, 5, seed=11)
+    good.append((f"{p}.cc", b"# only a comment\n", None))  # nothing wrong, nothing to store
     # ack_wait is short, so a message left unacknowledged would be redelivered during the test.
     collector = collector_process(
         config(nats_server, nats_names, source={"ack_wait_s": 1}),
@@ -260,7 +262,7 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
     wait_for(started(collector), timeout=60)
     nats_server.publish([*bad, *good])
 
-    wait_for(lambda: count(db) == len(good), timeout=60)
+    wait_for(lambda: count(db) == len(good) - 1, timeout=60)
     wait_for(settled(nats_server, nats_names), timeout=30)
     time.sleep(2.5)  # past ack_wait twice: nothing may come back
     info = nats_server.consumer(nats_names.stream, nats_names.durable)
@@ -274,10 +276,12 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
     reasons = {r[1]: r[0] for r in rejected}
     assert reasons['{"no": "type"}'].startswith("type: plain JSON carries no event type")
     assert reasons['{"context": {"id": "x"}}'] == "context.source: missing"
-    assert {r[2] for r in rejected} == {"1", "2", "3", "4"}
+    assert reasons[""] == "empty message: no event, no line of line protocol"
+    assert {r[2] for r in rejected} == {"1", "2", "3", "4", "5"}
     assert collector.stop() == 0
     (stopped,) = log_events(collector, "nats_source_stopped")
     assert stopped["terminated"] == len(bad)
+    assert stopped["comments_only"] == 1
 
 
 def test_database_outage_holds_messages_then_delivers_everything_once(
