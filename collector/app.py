@@ -136,7 +136,7 @@ def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[So
             folder.prepare()
             sources.append(folder)
         elif isinstance(config, NatsSourceSettings):
-            sources.append(NatsSource(name, config))
+            sources.append(NatsSource(name, config, metrics=metrics))
         elif isinstance(config, HttpSourceSettings):
             sources.append(HttpSource(name, config, settings.http, metrics=metrics))
         else:

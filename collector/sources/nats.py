@@ -46,6 +46,7 @@ from collector.events import (
     events_from_json,
     normalise,
 )
+from collector.metrics import Metrics
 from collector.natsconn import NatsUnavailable, connect
 from collector.ports import Delivery, Intake
 from collector.settings import NatsSourceSettings
@@ -155,7 +156,9 @@ class Puller:
 
 
 class NatsSource:
-    def __init__(self, name: str, settings: NatsSourceSettings) -> None:
+    def __init__(
+        self, name: str, settings: NatsSourceSettings, metrics: Metrics | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
         self.received = 0
@@ -163,6 +166,10 @@ class NatsSource:
         self.naked = 0
         self.terminated = 0
         self.comments_only = 0  # line protocol messages holding nothing but comments
+        self.dropped = 0  # core NATS: messages that arrived while there was no room
+        self._dropped_logged, self._drops_logged_at = 0, -1.0
+        if metrics is not None and settings.mode == "core":
+            metrics.read_source_dropped(name, lambda: self.dropped)
         self._clock = 0
         # Why it cannot consume now (the stream deleted, and create is false): /readyz shows it.
         self.problem: str | None = None
@@ -196,6 +203,7 @@ class NatsSource:
                 naked=self.naked,
                 terminated=self.terminated,
                 comments_only=self.comments_only,
+                dropped=self.dropped,
             )
 
     # -- JetStream -------------------------------------------------------------------------
@@ -430,16 +438,13 @@ class NatsSource:
         """At most once: what arrives is queued (waiting for room), never acknowledged; what
         the subscription cannot hold while the pipeline is full is dropped and logged."""
         send, receive = anyio.create_memory_object_stream[Msg](self.settings.fetch_batch * 4)
-        dropped = 0
 
         async def on_message(message: Msg) -> None:
-            nonlocal dropped
             try:
                 send.send_nowait(message)
             except anyio.WouldBlock:
-                dropped += 1
-                if dropped == 1 or dropped % 1000 == 0:
-                    log.warning("nats_core_dropped", source=self.name, dropped_total=dropped)
+                self.dropped += 1
+                self._report_drops()
 
         subscriptions = [
             await client.subscribe(subject, queue=self.settings.queue_group or "", cb=on_message)
@@ -457,11 +462,25 @@ class NatsSource:
                 with anyio.move_on_after(1):
                     batch.append(await receive.receive())
                 await self._queue_core(batch, receive, intake)
+                self._report_drops()  # the last of a burst, too
             # Stop receiving, then queue what already arrived: it is not lost on a clean stop.
             for subscription in subscriptions:
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.unsubscribe()
             await self._queue_core([], receive, intake)
+
+    def _report_drops(self) -> None:
+        """Log drops not logged yet, at most once a second (with how many since the last
+        line), so that a burst of drops is neither hidden nor a line per message."""
+        now = time.monotonic()
+        if self.dropped > self._dropped_logged and now - self._drops_logged_at >= 1:
+            log.warning(
+                "nats_core_dropped",
+                source=self.name,
+                dropped=self.dropped - self._dropped_logged,
+                dropped_total=self.dropped,
+            )
+            self._dropped_logged, self._drops_logged_at = self.dropped, now
 
     async def _queue_core(
         self, batch: list[Msg], receive: MemoryObjectReceiveStream[Msg], intake: Intake

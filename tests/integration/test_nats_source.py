@@ -17,6 +17,7 @@ from psycopg import Connection
 from structlog.testing import capture_logs
 
 from collector.demo_events import payloads as cdevent_payloads
+from collector.metrics import Metrics
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import Batch, BatchResult, Sink
 from collector.settings import NatsSourceSettings
@@ -42,13 +43,14 @@ def source(server: NatsServer, names: NatsNames, **settings: Any) -> NatsSource:
 
 @asynccontextmanager
 async def running(
-    nats_source: NatsSource, *sinks: Sink
+    nats_source: NatsSource, *sinks: Sink, limits: PipelineLimits | None = None
 ) -> AsyncIterator[tuple[anyio.Event, anyio.CancelScope]]:
     """Pipeline and source running (the sinks all required); yields the source's stop event
     and cancel scope.
 
     On exit the source is stopped and awaited, then the pipeline is torn down."""
-    pipeline = Pipeline(list(sinks), [], PipelineLimits(batch_size=100, linger_s=0.005))
+    limits = limits or PipelineLimits(batch_size=100, linger_s=0.005)
+    pipeline = Pipeline(list(sinks), [], limits)
     stop, finished = anyio.Event(), anyio.Event()
     scope = anyio.CancelScope()
 
@@ -246,3 +248,54 @@ async def test_pull_requests_refused_at_once_are_not_repeated_at_once(
     assert ended["status"].startswith("409 Exceeded MaxWaiting")
     # Without a pause between them, such requests went out thousands of times a second.
     assert requests < 50
+
+
+class GatedSink(MemorySink):
+    """A required sink that commits nothing until its gate opens (a slow database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+
+    async def write(self, batch: Batch) -> BatchResult:
+        await self.gate.wait()
+        return await super().write(batch)
+
+
+async def test_core_drops_are_logged_while_they_happen_counted_and_reported_at_stop(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    metrics = Metrics()
+    config = NatsSourceSettings(
+        type="nats",
+        servers=[nats_server.url],
+        subjects=[nats_names.wildcard],
+        mode="core",
+        fetch_batch=1,
+    )
+    nats_source = NatsSource("bus", config, metrics=metrics)
+    sink = GatedSink()
+    payloads = cdevent_payloads(50, seed=73)
+    limits = PipelineLimits(queue_size=1, batch_size=1, linger_s=0)
+    with capture_logs() as logs:
+        async with running(nats_source, sink, limits=limits):
+            await until(lambda: any(e["event"] == "nats_subscribed" for e in logs))
+            # The pipeline holds one, the source a few: most of the 50 find no room.
+            await anyio.to_thread.run_sync(
+                nats_server.publish, [(f"{nats_names.prefix}.cd", p, None) for p in payloads]
+            )
+            await until(lambda: nats_source.dropped >= 40)
+            sink.gate.set()
+            await until(lambda: nats_source.dropped + nats_source.received == len(payloads))
+
+            def logged() -> int:
+                return sum(e["dropped"] for e in logs if e["event"] == "nats_core_dropped")
+
+            await until(lambda: logged() == nats_source.dropped)  # the burst's end too
+    assert len(sink.events) == nats_source.received == len(payloads) - nats_source.dropped
+    (stopped,) = [e for e in logs if e["event"] == "nats_source_stopped"]
+    assert stopped["dropped"] == nats_source.dropped
+    body, _ = metrics.render()
+    assert f'collector_source_dropped_total{{source="bus"}} {nats_source.dropped}.0' in (
+        body.decode()
+    )
