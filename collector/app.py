@@ -231,11 +231,14 @@ async def serve(
         finally:
             drained.set()
 
+    opened = anyio.Event()
     async with anyio.create_task_group() as outer:
+        # Signals first: opening the sinks may wait long (a nats sink for its server).
+        await outer.start(_signals, stop, outer.cancel_scope, opened)
         await outer.start(write)
+        opened.set()  # a signal from now on drains
         if url:
             outer.start_soon(_maintenance, settings, url, stop)
-        await outer.start(_signals, stop, outer.cancel_scope)  # a signal from now on drains
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
             web = build_web(settings, sources, pipeline, [*required, *optional])
@@ -261,6 +264,7 @@ async def serve(
 async def _signals(
     stop: anyio.Event,
     scope: anyio.CancelScope,
+    opened: anyio.Event,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -273,6 +277,9 @@ async def _signals(
                 return
             log.info("shutdown_requested", signal=signal.Signals(signum).name)
             stop.set()
+            if not opened.is_set():  # the sinks are still opening: nothing to drain yet
+                scope.cancel()
+                return
 
 
 async def _maintenance(settings: Settings, url: str, stop: anyio.Event) -> None:

@@ -689,3 +689,27 @@ def test_wrong_credentials_stop_collector_with_a_clear_error(
     assert said == f"collector: nats (bus): {broker.url}: nats: 'Authorization Violation'"
     assert "nats_unavailable" not in collector.logs()  # not retried: retrying cannot help
     assert "wrong" not in collector.logs()
+
+
+def test_a_signal_while_a_nats_sink_waits_for_its_server_stops_collector_cleanly(
+    collector_process: MakeCollector, tmp_path: Path
+) -> None:
+    (tmp_path / "inbox").mkdir()
+    bridge = to_toml(
+        {
+            "sources": {"inbox": {"type": "folder", "path": str(tmp_path / "inbox")}},
+            "sinks": {
+                "bus": {
+                    "type": "nats",
+                    "servers": [f"nats://127.0.0.1:{free_port()}"],  # nobody listens
+                    "subject": "events",
+                    "required": True,
+                }
+            },
+        }
+    )
+    collector = collector_process(bridge, env={"COLLECTOR__DATABASE__URL": ""}).start()
+    wait_for(lambda: "nats_unavailable" in collector.logs(), timeout=60)
+    assert collector.stop() == 0
+    assert [e["signal"] for e in log_events(collector, "shutdown_requested")] == ["SIGTERM"]
+    assert log_events(collector, "collector_stopped")
