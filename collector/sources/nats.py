@@ -558,6 +558,7 @@ class NatsSource:
                 default_type=type_header or self._type_for(subject),
                 default_source=s.event_source or f"nats://{subject}",
                 default_id=id_header,
+                no_type=self._no_type(subject) if type_header is None else None,
             )
             origins[key] = origin
         data: bytes = message.data
@@ -595,6 +596,16 @@ class NatsSource:
             rejected.append(origin.reject(f"not UTF-8 text: {exc}", data, None, metadata))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
+
+    def _no_type(self, subject: str) -> str | None:
+        """Why plain JSON without the type header has no type (when the header is expected)."""
+        s = self.settings
+        if not s.type_header:
+            return None
+        why = f"type: the {s.type_header} header is missing"
+        if s.subject_types:
+            why += f", and no subject_types pattern matches {subject!r}"
+        return why
 
     def _receive_clock(self) -> int:
         """Now in ns since the epoch, never the same twice: a core NATS message's time for

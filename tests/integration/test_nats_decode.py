@@ -226,7 +226,9 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
     assert build.type == "com.example.build"
     assert len(build.id) == 64  # no id header: a content hash
     assert unmapped.invalid
-    assert "plain JSON carries no event type" in unmapped.rejected[0].reason
+    assert unmapped.rejected[0].reason == (
+        f"type: the eventtype header is missing, and no subject_types pattern matches '{p}.other'"
+    )
     # An array: each element is an event; a bad element is rejected alone, by index.
     assert [orjson.loads(e.payload) for e in array.events] == [{"build": 3}, {"build": 4}]
     assert [e.metadata["index"] for e in array.events] == [0, 2]

@@ -134,3 +134,20 @@ def test_identical_core_messages_in_one_batch_are_two_events() -> None:
     core = [Msg(_client=None, subject="cc", data=LINE) for _ in range(2)]  # type: ignore[arg-type]
     delivery, _ = source().decode_all(core, RECEIVED)
     assert len({e.id for e in delivery.events}) == 2
+
+
+def test_plain_json_without_the_type_header_is_rejected_naming_the_header() -> None:
+    ocis = source(type_header="eventtype", id_header="eventid")
+    plain = b'{"SpaceID": "space-1"}'
+    cloudevent = b'{"specversion": "1.0", "id": "c1", "source": "/s", "type": "t"}'
+    missing, typed, structured = (
+        ocis.decode(message(data, 1, headers), RECEIVED)
+        for data, headers in [
+            (plain, None),
+            (plain, {"eventtype": "events.SpaceCreated"}),
+            (cloudevent, None),  # carries its own type: the header is not needed
+        ]
+    )
+    assert [r.reason for r in missing.rejected] == ["type: the eventtype header is missing"]
+    assert [e.type for e in typed.events] == ["events.SpaceCreated"]
+    assert [e.type for e in structured.events] == ["t"]
