@@ -1,15 +1,15 @@
 """The NATS source: JetStream (durable, acked after commit) or core NATS (at-most-once).
 
 JetStream: a durable pull consumer (the stream and consumer are created when missing, or
-bound when present), pulled in batches by `fetchers` loops; what arrives is decoded and
-queued as one delivery, and acked once the required sinks committed it, nak'ed with a delay
-when they gave up; an invalid payload is stored as rejected, then terminated. Nothing is
-pulled while the pipeline accepts nothing (queue full, database down), and the queue and
-`max_ack_pending` bound what is in flight. Several collectors on one durable consumer share
-the work; the database dedups redeliveries.
+bound when present, and again when they go away), pulled in batches by `fetchers` loops;
+what arrives is decoded and queued as one delivery, and acked once the required sinks
+committed it, nak'ed with a delay when they gave up; an invalid payload is stored as
+rejected, then terminated. Nothing is pulled while the pipeline accepts nothing (queue full,
+database down), and the queue and `max_ack_pending` bound what is in flight. Several
+collectors on one durable consumer share the work; the database dedups redeliveries.
 
 Core NATS has no acknowledgements: a message is delivered at most once, and lost if
-collector is down or too slow (the subscription's pending limit drops it).
+collector is down or too slow (dropped, counted and logged when there is no room for it).
 """
 
 from __future__ import annotations
@@ -377,7 +377,8 @@ class NatsSource:
                     log.error("nats_source_stalled", source=self.name, error=exc.problems[0])
                 self.problem = exc.problems[0]
             except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("nats_check_failed", source=self.name, error=_describe(exc))
+                error = str(exc) or type(exc).__name__
+                log.warning("nats_check_failed", source=self.name, error=error)
             else:
                 if self.problem is not None:
                     log.info("nats_source_resumed", source=self.name)
@@ -436,7 +437,7 @@ class NatsSource:
 
     async def _run_core(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
         """At most once: what arrives is queued (waiting for room), never acknowledged; what
-        the subscription cannot hold while the pipeline is full is dropped and logged."""
+        finds no room while the pipeline is full is dropped, counted and logged."""
         send, receive = anyio.create_memory_object_stream[Msg](self.settings.fetch_batch * 4)
 
         async def on_message(message: Msg) -> None:
@@ -675,10 +676,6 @@ async def _ack_all(client: Client, messages: list[Msg]) -> None:
         await flush()
     except (nats.errors.Error, OSError) as exc:
         log.debug("nats_ack_failed", error=str(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 async def _quietly(awaitable: Any) -> None:
