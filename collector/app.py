@@ -136,7 +136,7 @@ def build_sources(settings: Settings, metrics: Metrics | None = None) -> list[So
             folder.prepare()
             sources.append(folder)
         elif isinstance(config, NatsSourceSettings):
-            sources.append(NatsSource(name, config))
+            sources.append(NatsSource(name, config, metrics=metrics))
         elif isinstance(config, HttpSourceSettings):
             sources.append(HttpSource(name, config, settings.http, metrics=metrics))
         else:
@@ -155,6 +155,7 @@ def build_web(
     for source in http_sources:
         app.add("POST", source.path, source.handle)
     databases = [s for s in sinks if isinstance(s, PostgresSink)]
+    nats_sources = [s for s in sources if isinstance(s, NatsSource)]
 
     async def healthz(request: HttpRequest) -> HttpResponse:
         return json_response(200, {"status": "alive"})
@@ -168,6 +169,7 @@ def build_web(
         for sink in databases:
             if not await sink.ping():
                 problems.append(f"sink {sink.name}: database unreachable")
+        problems.extend(f"source {s.name}: {s.problem}" for s in nats_sources if s.problem)
         status = 503 if problems else 200
         return json_response(
             status,
@@ -229,11 +231,14 @@ async def serve(
         finally:
             drained.set()
 
+    opened = anyio.Event()
     async with anyio.create_task_group() as outer:
+        # Signals first: opening the sinks may wait long (a nats sink for its server).
+        await outer.start(_signals, stop, outer.cancel_scope, opened)
         await outer.start(write)
+        opened.set()  # a signal from now on drains
         if url:
             outer.start_soon(_maintenance, settings, url, stop)
-        await outer.start(_signals, stop, outer.cancel_scope)  # a signal from now on drains
         log.info("collector_started", sources=[s.name for s in sources], sinks=list(settings.sinks))
         async with anyio.create_task_group() as inputs:
             web = build_web(settings, sources, pipeline, [*required, *optional])
@@ -259,6 +264,7 @@ async def serve(
 async def _signals(
     stop: anyio.Event,
     scope: anyio.CancelScope,
+    opened: anyio.Event,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -271,6 +277,9 @@ async def _signals(
                 return
             log.info("shutdown_requested", signal=signal.Signals(signum).name)
             stop.set()
+            if not opened.is_set():  # the sinks are still opening: nothing to drain yet
+                scope.cancel()
+                return
 
 
 async def _maintenance(settings: Settings, url: str, stop: anyio.Event) -> None:

@@ -6,9 +6,11 @@ events); job events sent as measurement `start_job` or as
 `job,function=start_job` get the same type. Metric lines (`value`) are not events: they are
 counted and skipped. The id is a hash of the line's content and timestamp, so a resent line is
 a duplicate, and it always has the same time: the database keeps these identities in the time
-partitions themselves, which retention drops (sql/migrations/0001_events.sql). Tags are
-checked where the ClusterCockpit specification is explicit (the `type` values, and a `type-id`
-with every type but `node`); anything it is silent about is kept as sent.
+partitions themselves, which retention drops (sql/migrations/0001_events.sql). A line without a
+timestamp takes its message's time (`message_time_ns`: JetStream's stream time, the same on
+every redelivery) or else the receive time, and its id hashes that time and its line number.
+Tags are checked where the ClusterCockpit specification is explicit (the `type` values, and a
+`type-id` with every type but `node`); anything it is silent about is kept as sent.
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ def decode(
     cluster: str | None = None,
     precision: str | None = None,
     metadata: dict[str, Any] | None = None,
+    message_time_ns: int | None = None,
 ) -> Decoded:
-    """Parse line protocol into events; a bad line is rejected alone, naming its number."""
+    """Parse line protocol into events; a bad line is rejected alone, naming its number.
+
+    `message_time_ns` (ns since the epoch) is the time of lines without a timestamp, instead
+    of the receive time: JetStream's stream time, which every redelivery repeats."""
     result = Decoded()
     lines = text.split("\n")
     for number, parsed in parse_lines(text):
@@ -63,7 +69,9 @@ def decode(
             if kind == "control":
                 result.other_skipped += 1
                 continue
-            result.events.append(to_event(parsed, origin, cluster, precision, meta))
+            result.events.append(
+                to_event(parsed, origin, cluster, precision, meta, number, message_time_ns)
+            )
         except (LineProtocolError, Invalid) as exc:
             # A reason may quote a key holding NUL, which PostgreSQL text cannot store.
             reason = str(exc).replace("\x00", "\\x00")
@@ -89,12 +97,19 @@ def check_tags(tags: dict[str, str]) -> None:
             raise Invalid(f"tag {name}: {value!r} is not a {name} (empty, or contains '/')")
 
 
+def _from_ns(ns: int) -> datetime:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+
+
 def to_event(
     point: Point,
     origin: Origin,
     cluster: str | None,
     precision: str | None,
     metadata: dict[str, Any],
+    line: int = 1,
+    message_time_ns: int | None = None,
 ) -> Event:
     kind = point.kind
     tags = dict(point.tags)
@@ -112,15 +127,14 @@ def to_event(
         # Line protocol integers are 64-bit (i signed, u unsigned); JSON output needs that too.
         if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
             raise Invalid(f"field {key}: {value} is outside the 64-bit integer range")
-    when = origin.received_at
+    when = origin.received_at if message_time_ns is None else _from_ns(message_time_ns)
     ns: int | None = None
     if point.timestamp is not None:
         ns = timestamp_ns(point.timestamp, precision)
         if not INT64_MIN <= ns <= INT64_MAX:  # as InfluxDB: nanoseconds in a signed 64-bit
             raise Invalid(f"timestamp {point.timestamp}: out of range (years 1677 to 2262)")
         try:
-            seconds, rest = divmod(ns, 1_000_000_000)
-            when = datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+            when = _from_ns(ns)
         except (OverflowError, OSError, ValueError):
             raise Invalid(f"timestamp {point.timestamp}: out of range") from None
     document: dict[str, Any] = {
@@ -136,11 +150,18 @@ def to_event(
     payload = orjson.dumps(document)
     if payload.find(b"\\u0000") >= 0 or "\x00" in name:
         raise Invalid("line: contains a NUL character, which PostgreSQL cannot store")
-    # Without a timestamp, two identical lines are two events: the receive time tells them apart.
-    moment = ns if ns is not None else when.isoformat()
-    identity = orjson.dumps(
-        [point.measurement, sorted(point.tags.items()), point.fields, moment, cluster_name]
-    )
+    hashed: list[Any] = [point.measurement, sorted(point.tags.items()), point.fields]
+    if ns is not None:
+        hashed += [ns, cluster_name]
+    else:
+        # Without a timestamp the message's time stands in (the same on every redelivery of a
+        # JetStream message), and the line number keeps two identical lines two events.
+        hashed += [
+            message_time_ns if message_time_ns is not None else when.isoformat(),
+            cluster_name,
+            line,
+        ]
+    identity = orjson.dumps(hashed)
     hostname = tags.get("hostname")
     source = f"/clusters/{cluster_name}" + (f"/hosts/{hostname}" if hostname else "")
     return Event(

@@ -74,6 +74,7 @@ class Origin(NamedTuple):
     default_type: str | None = None
     default_source: str | None = None
     default_id: str | None = None  # plain JSON: an id from transport metadata (a header)
+    no_type: str | None = None  # plain JSON without default_type: why, when the source knows
 
     def reject(
         self, reason: str, raw: bytes, location: str | None, metadata: dict[str, Any]
@@ -341,7 +342,8 @@ def _plain(
 ) -> Event:
     if origin.default_type is None:
         raise Invalid(
-            "type: plain JSON carries no event type; set event_type on source "
+            origin.no_type
+            or "type: plain JSON carries no event type; set event_type on source "
             f"{origin.received_via!r}, or send a CloudEvent or CDEvent"
         )
     event_id = origin.default_id

@@ -91,11 +91,17 @@ class Metrics:
             "Events a forwarding sink's receiver refused for good (not sent again)",
             "sink",
         )
+        self._source_dropped = _ReadCounter(
+            "collector_source_dropped",
+            "Messages a source dropped on arrival (core NATS: no room while the pipeline is full)",
+            "source",
+        )
         self._sources: dict[str, SourceMetrics] = {}
         registry.register(_SourceCounts(self._sources))
         registry.register(self._database_errors)
         registry.register(self._dropped)
         registry.register(self._refused)
+        registry.register(self._source_dropped)
 
     def source(self, name: str) -> SourceMetrics:
         """The counters of one source, shown (at zero) from the start."""
@@ -141,6 +147,9 @@ class Metrics:
 
     def read_refused(self, sink: str, read: Callable[[], float]) -> None:
         self._refused.add(sink, read)
+
+    def read_source_dropped(self, source: str, read: Callable[[], float]) -> None:
+        self._source_dropped.add(source, read)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics when asked) and its content type."""

@@ -22,6 +22,8 @@ log = structlog.get_logger("collector.nats")
 
 MAX_BACKOFF_S = 10.0
 ERROR_LOG_INTERVAL_S = 30.0  # while reconnecting, repeat the error at most this often
+# What nats-server's -ERR says when it refuses the credentials (wrong, expired or revoked).
+REFUSED = ("authorization violation", "authentication expired", "authentication revoked")
 
 
 class NatsUnavailable(CollectorError):
@@ -102,7 +104,12 @@ async def _attempt(
             reconnected_cb=events.reconnected,
             error_cb=events.error,
         )
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+    except nats.errors.Error as exc:
+        # While connecting, nats-py raises the server's refusal as a plain Error (it makes
+        # an AuthorizationError of it only later): tell it apart, retrying cannot help.
+        refused = any(words in str(exc).lower() for words in REFUSED)
+        failures.append(_Refused(str(exc)) if refused else exc)
+    except (OSError, TimeoutError) as exc:
         failures.append(exc)
 
 
@@ -166,6 +173,14 @@ class _ConnectionLog:
         if now - self.last_error >= ERROR_LOG_INTERVAL_S:
             log.warning("nats_error", name=self.name, error=_describe(exc), errors=self.failures)
             self.last_error = now
+
+
+class _Refused(nats.errors.AuthorizationError):
+    """Credentials refused while connecting, in the server's words (nats-py's
+    AuthorizationError says only "authorization failed")."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _describe(exc: BaseException) -> str:

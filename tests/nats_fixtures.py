@@ -151,8 +151,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 class PrivateNats:
     """A nats-server of one test's own, to stop and start (same port, same store)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, *options: str) -> None:
         self.folder = folder
+        self.options = options  # more nats-server options, e.g. "--auth", "<token>"
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.log = folder / "nats-server.log"
@@ -170,6 +171,7 @@ class PrivateNats:
                     str(self.port),
                     "-sd",
                     str(self.folder / "store"),
+                    *self.options,
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,

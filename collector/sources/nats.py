@@ -1,15 +1,15 @@
 """The NATS source: JetStream (durable, acked after commit) or core NATS (at-most-once).
 
 JetStream: a durable pull consumer (the stream and consumer are created when missing, or
-bound when present), pulled in batches by `fetchers` loops; what arrives is decoded and
-queued as one delivery, and acked once the required sinks committed it, nak'ed with a delay
-when they gave up; an invalid payload is stored as rejected, then terminated. Nothing is
-pulled while the pipeline accepts nothing (queue full, database down), and the queue and
-`max_ack_pending` bound what is in flight. Several collectors on one durable consumer share
-the work; the database dedups redeliveries.
+bound when present, and again when they go away), pulled in batches by `fetchers` loops;
+what arrives is decoded and queued as one delivery, and acked once the required sinks
+committed it, nak'ed with a delay when they gave up; an invalid payload is stored as
+rejected, then terminated. Nothing is pulled while the pipeline accepts nothing (queue full,
+database down), and the queue and `max_ack_pending` bound what is in flight. Several
+collectors on one durable consumer share the work; the database dedups redeliveries.
 
 Core NATS has no acknowledgements: a message is delivered at most once, and lost if
-collector is down or too slow (the subscription's pending limit drops it).
+collector is down or too slow (dropped, counted and logged when there is no room for it).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,7 @@ from collector.events import (
     events_from_json,
     normalise,
 )
+from collector.metrics import Metrics
 from collector.natsconn import NatsUnavailable, connect
 from collector.ports import Delivery, Intake
 from collector.settings import NatsSourceSettings
@@ -55,6 +57,10 @@ STATUS_HEADER = js_api.Header.STATUS.value
 DESCRIPTION_HEADER = js_api.Header.DESCRIPTION.value
 FETCH_TIMEOUT_S = 1.0  # a pull request expires after this long; stop is checked in between
 PAUSE_S = 0.05  # while the pipeline accepts nothing, look again this often
+MIN_BACKOFF_S, MAX_BACKOFF_S = 0.1, 5.0  # between pull requests that end unusually
+STREAM_GONE_S = 1.0  # before creating a deleted stream again
+NO_ANSWER = "no answer"  # a pull request that ended here, past its expiry
+NOT_A_SUBSET = 10093  # JetStream: consumer filter subject is not a valid subset of the stream
 
 
 @dataclass
@@ -75,9 +81,10 @@ class Puller:
     (nats-py's fetch() creates a task per message, which costs more than decoding it); the
     next request goes out once this one is complete, so at most `batch` messages are in
     transit per puller. A request ends when `batch` messages arrived, or with a status
-    (408 expired, 409 e.g. max_ack_pending reached), or locally one second past its expiry
-    (a request lost with a dropped connection). Each request has its own reply subject, so
-    the late status of a request that ended here already cannot end the next one.
+    (408 expired, 409 e.g. consumer deleted), or locally one second past its expiry (a
+    request lost with a dropped connection, or sent to a consumer that no longer exists).
+    Each request has its own reply subject, so the late status of a request that ended here
+    already cannot end the next one.
     """
 
     def __init__(self, client: Client, stream: str, consumer: str, batch: int) -> None:
@@ -128,6 +135,7 @@ class Puller:
 
     def _expire(self) -> None:
         self._ended = True
+        self.problem = NO_ANSWER  # a dropped connection, or a consumer that is gone
         self._arrived.set()
 
     async def _on_message(self, message: Msg) -> None:
@@ -148,13 +156,24 @@ class Puller:
 
 
 class NatsSource:
-    def __init__(self, name: str, settings: NatsSourceSettings) -> None:
+    def __init__(
+        self, name: str, settings: NatsSourceSettings, metrics: Metrics | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
         self.received = 0
         self.metrics_skipped = 0
         self.naked = 0
         self.terminated = 0
+        self.comments_only = 0  # line protocol messages holding nothing but comments
+        self.dropped = 0  # core NATS: messages that arrived while there was no room
+        self._dropped_logged, self._drops_logged_at = 0, -1.0
+        if metrics is not None and settings.mode == "core":
+            metrics.read_source_dropped(name, lambda: self.dropped)
+        self._clock = 0
+        # Why it cannot consume now (the stream deleted, and create is false): /readyz shows it.
+        self.problem: str | None = None
+        self._checking = anyio.Lock()
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
         try:
@@ -183,6 +202,8 @@ class NatsSource:
                 metrics_skipped=self.metrics_skipped,
                 naked=self.naked,
                 terminated=self.terminated,
+                comments_only=self.comments_only,
+                dropped=self.dropped,
             )
 
     # -- JetStream -------------------------------------------------------------------------
@@ -190,8 +211,7 @@ class NatsSource:
     async def _run_jetstream(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
         s = self.settings
         js = client.jetstream()
-        await self._ensure_stream(js)
-        await self._ensure_consumer(js)
+        await self._bind(js)
         log.info(
             "nats_consuming",
             source=self.name,
@@ -203,13 +223,21 @@ class NatsSource:
         async with anyio.create_task_group() as settling, anyio.create_task_group() as pulling:
             for _ in range(s.fetchers):
                 puller = Puller(client, s.stream, s.durable, s.fetch_batch)
-                pulling.start_soon(self._pull_loop, puller, intake, stop, settling)
+                pulling.start_soon(self._pull_loop, puller, js, intake, stop, settling)
 
-    async def _ensure_stream(self, js: Any) -> None:
+    async def _bind(self, js: Any, again: bool = False) -> None:
+        """Bind the stream and the durable pull consumer, creating what is missing (the
+        stream only with `create`); ConfigError when they cannot be used as configured.
+        `again`: they were there and went away while running."""
+        stream_subjects = await self._ensure_stream(js, again)
+        await self._ensure_consumer(js, stream_subjects, again)
+
+    async def _ensure_stream(self, js: Any, again: bool) -> list[str]:
+        """The stream's subjects, once it exists."""
         s = self.settings
         try:
-            await js.stream_info(s.stream)
-            return
+            info = await js.stream_info(s.stream)
+            return list(info.config.subjects or [])
         except nats.js.errors.NotFoundError:
             if not s.create:
                 raise ConfigError(
@@ -218,23 +246,49 @@ class NatsSource:
                         f"exist and sources.{self.name}.create is false"
                     ]
                 ) from None
-        await js.add_stream(
-            name=s.stream,
-            subjects=list(s.subjects),
-            storage=js_api.StorageType(s.storage),
-            retention=js_api.RetentionPolicy(s.retention),
-        )
-        log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
+        if again:
+            # nats-server removes a deleted stream's files after answering: a stream of the
+            # same name created meanwhile loses its messages (2.9 and 2.15 alike). Wait.
+            await anyio.sleep(STREAM_GONE_S)
+        try:
+            await js.add_stream(
+                name=s.stream,
+                subjects=list(s.subjects),
+                storage=js_api.StorageType(s.storage),
+                retention=js_api.RetentionPolicy(s.retention),
+            )
+        except nats.js.errors.BadRequestError as exc:  # e.g. subjects of another stream
+            raise ConfigError(
+                [
+                    f"config: sources.{self.name}.stream: cannot create stream {s.stream!r} "
+                    f"with subjects {list(s.subjects)}: {exc.description}"
+                ]
+            ) from None
+        if again:
+            log.warning("nats_stream_recreated", source=self.name, stream=s.stream)
+        else:
+            log.info("nats_stream_created", source=self.name, stream=s.stream, subjects=s.subjects)
+        return list(s.subjects)
 
-    async def _ensure_consumer(self, js: Any) -> None:
+    async def _ensure_consumer(self, js: Any, stream_subjects: list[str], again: bool) -> None:
         """Bind the durable consumer, or create it (creating an identical one is a no-op, so
         replicas starting together agree)."""
         s = self.settings
         try:
-            await js.consumer_info(s.stream, s.durable)
-            return
+            info = await js.consumer_info(s.stream, s.durable)
         except nats.js.errors.NotFoundError:
             pass
+        else:
+            if info.config.deliver_subject:
+                raise ConfigError(
+                    [
+                        f"config: sources.{self.name}.durable: consumer {s.durable!r} of "
+                        f"stream {s.stream!r} is a push consumer (it delivers to "
+                        f"{info.config.deliver_subject!r}); collector pulls: name another "
+                        "durable, or delete this consumer"
+                    ]
+                )
+            return
         config = js_api.ConsumerConfig(
             durable_name=s.durable,
             ack_policy=js_api.AckPolicy.EXPLICIT,
@@ -243,16 +297,39 @@ class NatsSource:
             filter_subjects=list(s.subjects) if len(s.subjects) > 1 else None,
             filter_subject=s.subjects[0] if len(s.subjects) == 1 else None,
         )
-        await js.add_consumer(s.stream, config=config)
-        log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
+        try:
+            await js.add_consumer(s.stream, config=config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == NOT_A_SUBSET:
+                problem = (
+                    f"config: sources.{self.name}.subjects: {list(s.subjects)} is not within "
+                    f"the subjects of stream {s.stream!r}: {stream_subjects}"
+                )
+            else:
+                problem = (
+                    f"config: sources.{self.name}.durable: cannot create consumer "
+                    f"{s.durable!r} on stream {s.stream!r}: {exc.description}"
+                )
+            raise ConfigError([problem]) from None
+        if again:
+            log.warning("nats_consumer_recreated", source=self.name, durable=s.durable)
+        else:
+            log.info("nats_consumer_created", source=self.name, stream=s.stream, durable=s.durable)
 
     async def _pull_loop(
-        self, puller: Puller, intake: Intake, stop: anyio.Event, settling: TaskGroup
+        self,
+        puller: Puller,
+        js: Any,
+        intake: Intake,
+        stop: anyio.Event,
+        settling: TaskGroup,
     ) -> None:
         """Pull, decode, queue; the commit is awaited (then acked) by a separate task, so the
         next pull overlaps the database work. The pipeline's bounded queue, one pull request
         at a time and max_ack_pending bound what is in flight."""
         await puller.open()
+        backoff = 0.0
+        ended: str | None = None  # how the last request ended, if unusually
         try:
             while not stop.is_set():
                 if not intake.accepting:
@@ -272,11 +349,40 @@ class NatsSource:
                 # Hand over what arrives as it arrives, until the request is complete.
                 while messages := await puller.next_messages():
                     await self._hand_over(puller.client, messages, intake, settling)
-                if puller.problem:
-                    log.info("nats_pull_ended", source=self.name, status=puller.problem)
+                ended, last = puller.problem, ended
+                if ended is None:
+                    backoff = 0.0
+                    continue
+                if not puller.client.is_connected:
+                    continue  # the outage explains it; the client reconnects
+                if ended != last:  # once, not once per request
+                    log.warning("nats_pull_ended", source=self.name, status=ended)
+                await self._check(js)
+                if ended != NO_ANSWER:  # a status such as 409 comes back at once: wait
+                    backoff = min(max(backoff * 2, MIN_BACKOFF_S), MAX_BACKOFF_S)
+                    with anyio.move_on_after(backoff):
+                        await stop.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await puller.close()
+
+    async def _check(self, js: Any) -> None:
+        """After a pull request ended unusually (the consumer deleted, its stream deleted, no
+        answer): bind again, creating what went away; while that fails, /readyz says why."""
+        async with self._checking:  # one puller at a time; the others find it done
+            try:
+                await self._bind(js, again=True)
+            except ConfigError as exc:
+                if self.problem != exc.problems[0]:
+                    log.error("nats_source_stalled", source=self.name, error=exc.problems[0])
+                self.problem = exc.problems[0]
+            except (nats.errors.Error, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+                log.warning("nats_check_failed", source=self.name, error=error)
+            else:
+                if self.problem is not None:
+                    log.info("nats_source_resumed", source=self.name)
+                self.problem = None
 
     async def _hand_over(
         self, client: Client, messages: list[Msg], intake: Intake, settling: TaskGroup
@@ -331,18 +437,15 @@ class NatsSource:
 
     async def _run_core(self, client: Client, intake: Intake, stop: anyio.Event) -> None:
         """At most once: what arrives is queued (waiting for room), never acknowledged; what
-        the subscription cannot hold while the pipeline is full is dropped and logged."""
+        finds no room while the pipeline is full is dropped, counted and logged."""
         send, receive = anyio.create_memory_object_stream[Msg](self.settings.fetch_batch * 4)
-        dropped = 0
 
         async def on_message(message: Msg) -> None:
-            nonlocal dropped
             try:
                 send.send_nowait(message)
             except anyio.WouldBlock:
-                dropped += 1
-                if dropped == 1 or dropped % 1000 == 0:
-                    log.warning("nats_core_dropped", source=self.name, dropped_total=dropped)
+                self.dropped += 1
+                self._report_drops()
 
         subscriptions = [
             await client.subscribe(subject, queue=self.settings.queue_group or "", cb=on_message)
@@ -360,11 +463,25 @@ class NatsSource:
                 with anyio.move_on_after(1):
                     batch.append(await receive.receive())
                 await self._queue_core(batch, receive, intake)
+                self._report_drops()  # the last of a burst, too
             # Stop receiving, then queue what already arrived: it is not lost on a clean stop.
             for subscription in subscriptions:
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.unsubscribe()
             await self._queue_core([], receive, intake)
+
+    def _report_drops(self) -> None:
+        """Log drops not logged yet, at most once a second (with how many since the last
+        line), so that a burst of drops is neither hidden nor a line per message."""
+        now = time.monotonic()
+        if self.dropped > self._dropped_logged and now - self._drops_logged_at >= 1:
+            log.warning(
+                "nats_core_dropped",
+                source=self.name,
+                dropped=self.dropped - self._dropped_logged,
+                dropped_total=self.dropped,
+            )
+            self._dropped_logged, self._drops_logged_at = self.dropped, now
 
     async def _queue_core(
         self, batch: list[Msg], receive: MemoryObjectReceiveStream[Msg], intake: Intake
@@ -424,8 +541,9 @@ class NatsSource:
         subject = message.subject
         metadata: dict[str, Any] = {"subject": subject}
         delivery = _delivery_info(message.reply)
+        message_time_ns: int | None = None
         if delivery is not None:
-            metadata["stream_sequence"], metadata["delivered"] = delivery
+            metadata["stream_sequence"], metadata["delivered"], message_time_ns = delivery
         if headers and s.headers:
             kept = {h: headers[h.lower()] for h in s.headers if h.lower() in headers}
             if kept:
@@ -441,6 +559,7 @@ class NatsSource:
                 default_type=type_header or self._type_for(subject),
                 default_source=s.event_source or f"nats://{subject}",
                 default_id=id_header,
+                no_type=self._no_type(subject) if type_header is None else None,
             )
             origins[key] = origin
         data: bytes = message.data
@@ -454,10 +573,22 @@ class NatsSource:
                 events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
                 text = data.decode()
-                cc = ccmessage.decode(text, origin, cluster=s.cluster, metadata=metadata)
+                if not text.strip():
+                    raise Invalid("empty message: no event, no line of line protocol")
+                if message_time_ns is None:  # core NATS: the messages of one batch stay apart
+                    message_time_ns = self._receive_clock()
+                cc = ccmessage.decode(
+                    text,
+                    origin,
+                    cluster=s.cluster,
+                    metadata=metadata,
+                    message_time_ns=message_time_ns,
+                )
                 events.extend(cc.events)
                 rejected.extend(cc.rejected)
                 self.metrics_skipped += cc.metrics_skipped
+                if not (cc.events or cc.rejected or cc.metrics_skipped or cc.other_skipped):
+                    self.comments_only += 1  # nothing to store, nothing wrong: acked
             else:
                 decoded, refused = events_from_json(data, origin, metadata)
                 events.extend(decoded)
@@ -466,6 +597,22 @@ class NatsSource:
             rejected.append(origin.reject(f"not UTF-8 text: {exc}", data, None, metadata))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
+
+    def _no_type(self, subject: str) -> str | None:
+        """Why plain JSON without the type header has no type (when the header is expected)."""
+        s = self.settings
+        if not s.type_header:
+            return None
+        why = f"type: the {s.type_header} header is missing"
+        if s.subject_types:
+            why += f", and no subject_types pattern matches {subject!r}"
+        return why
+
+    def _receive_clock(self) -> int:
+        """Now in ns since the epoch, never the same twice: a core NATS message's time for
+        its lines without a timestamp (part of their id), distinct within a batch."""
+        self._clock = max(time.time_ns(), self._clock + 1)
+        return self._clock
 
     def _type_for(self, subject: str) -> str | None:
         s = self.settings
@@ -491,8 +638,10 @@ def _looks_like_json(data: bytes) -> bool:
     return head in (b"{", b"[")
 
 
-def _delivery_info(reply: str) -> tuple[int, int] | None:
-    """(stream sequence, delivery count) from a JetStream reply subject, else None.
+def _delivery_info(reply: str) -> tuple[int, int, int] | None:
+    """(stream sequence, delivery count, stream time in ns) from a JetStream reply subject,
+    else None. The stream time is when the stream stored the message: the same on every
+    redelivery.
 
     `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
     or with `<domain>.<account hash>` after `$JS.ACK` (and a token at the end) since 2.9.
@@ -502,7 +651,7 @@ def _delivery_info(reply: str) -> tuple[int, int] | None:
     tokens = reply.split(".")
     offset = 0 if len(tokens) == 9 else 2
     try:
-        return int(tokens[5 + offset]), int(tokens[4 + offset])
+        return int(tokens[5 + offset]), int(tokens[4 + offset]), int(tokens[7 + offset])
     except (IndexError, ValueError):
         return None
 

@@ -12,14 +12,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import psycopg
+from nats.aio.client import Client
+from nats.js import api as js_api
 
 from collector.cli import to_toml
 from collector.db.embedded import EmbeddedPostgres
 from collector.demo_events import payloads as cdevent_payloads
 from tests.conftest import SPEC, CollectorProcess, wait_for
-from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer, PrivateNats
+from tests.nats_fixtures import (
+    CLUSTERCOCKPIT,
+    Message,
+    NatsNames,
+    NatsServer,
+    PrivateNats,
+    free_port,
+)
 
 MakeCollector = Callable[..., CollectorProcess]
 
@@ -32,6 +42,7 @@ def config(
     source: dict[str, Any] | None = None,
     sinks: dict[str, Any] | None = None,
     pipeline: dict[str, Any] | None = None,
+    http_port: int | None = None,
 ) -> str:
     data: dict[str, Any] = {
         "pipeline": {"batch_size": 1000, "linger_ms": 5, **(pipeline or {})},
@@ -50,6 +61,8 @@ def config(
     }
     if database_url is not None:
         data["database"] = {"url": database_url}
+    if http_port is not None:  # /readyz and /metrics
+        data["http"] = {"enabled": True, "port": http_port}
     return to_toml(data)
 
 
@@ -237,8 +250,10 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
         (f"{p}.bad", b'{"context": {"id": "x"}}', None),
         (f"{p}.bad", b'{"no": "type"}', None),
         (f"{p}.bad", b"garbage that is no line protocol", None),
+        (f"{p}.bad", b"", None),  # read as line protocol (format auto), holding nothing
     ]
     good = cdevent_messages(nats_names, 5, seed=11)
+    good.append((f"{p}.cc", b"# only a comment\n", None))  # nothing wrong, nothing to store
     # ack_wait is short, so a message left unacknowledged would be redelivered during the test.
     collector = collector_process(
         config(nats_server, nats_names, source={"ack_wait_s": 1}),
@@ -247,7 +262,7 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
     wait_for(started(collector), timeout=60)
     nats_server.publish([*bad, *good])
 
-    wait_for(lambda: count(db) == len(good), timeout=60)
+    wait_for(lambda: count(db) == len(good) - 1, timeout=60)
     wait_for(settled(nats_server, nats_names), timeout=30)
     time.sleep(2.5)  # past ack_wait twice: nothing may come back
     info = nats_server.consumer(nats_names.stream, nats_names.durable)
@@ -261,10 +276,12 @@ def test_invalid_payloads_are_stored_as_rejected_then_terminated(
     reasons = {r[1]: r[0] for r in rejected}
     assert reasons['{"no": "type"}'].startswith("type: plain JSON carries no event type")
     assert reasons['{"context": {"id": "x"}}'] == "context.source: missing"
-    assert {r[2] for r in rejected} == {"1", "2", "3", "4"}
+    assert reasons[""] == "empty message: no event, no line of line protocol"
+    assert {r[2] for r in rejected} == {"1", "2", "3", "4", "5"}
     assert collector.stop() == 0
     (stopped,) = log_events(collector, "nats_source_stopped")
     assert stopped["terminated"] == len(bad)
+    assert stopped["comments_only"] == 1
 
 
 def test_database_outage_holds_messages_then_delivers_everything_once(
@@ -527,3 +544,172 @@ def test_chain_folder_to_nats_to_postgres(
     assert a.stop() == 0
     assert b.stop() == 0
     assert not log_events(a, "database")  # the bridge started no database
+
+
+def delete(server: NatsServer, names: NatsNames, what: str) -> None:
+    """Delete the stream, or only the durable consumer, as an operator might."""
+
+    async def work(client: Client) -> None:
+        js = client.jetstream()
+        if what == "stream":
+            await js.delete_stream(names.stream)
+        else:
+            await js.delete_consumer(names.stream, names.durable)
+
+    server.run(work)
+
+
+def test_a_deleted_consumer_or_stream_is_created_again(
+    nats_server: NatsServer,
+    nats_names: NatsNames,  # first: the collector ends before the stream is deleted
+    collector_process: MakeCollector,
+    database_url: str,
+    db: psycopg.Connection[Any],
+) -> None:
+    collector = collector_process(
+        config(nats_server, nats_names), env={"COLLECTOR__DATABASE__URL": database_url}
+    ).start()
+    wait_for(started(collector), timeout=60)
+    stored = 0
+    for seed, (what, created) in enumerate(
+        [("consumer", "nats_consumer_recreated"), ("stream", "nats_stream_recreated")]
+    ):
+        delete(nats_server, nats_names, what)
+        wait_for(lambda: created in collector.logs(), timeout=30)  # noqa: B023
+        stored += nats_server.publish(cdevent_messages(nats_names, 20, seed=90 + seed))
+        wait_for(lambda: count(db) == stored, timeout=60)  # noqa: B023
+    assert collector.stop() == 0
+    assert [e["level"] for e in log_events(collector, "nats_stream_recreated")] == ["warning"]
+    assert "Traceback" not in collector.logs()
+
+
+def test_without_create_a_deleted_stream_is_reported_not_ready_until_it_is_back(
+    nats_server: NatsServer,
+    nats_names: NatsNames,  # first: the collector ends before the stream is deleted
+    collector_process: MakeCollector,
+    database_url: str,
+    db: psycopg.Connection[Any],
+) -> None:
+    nats_server.create_stream(nats_names)
+    port = free_port()
+    collector = collector_process(
+        config(nats_server, nats_names, source={"create": False}, http_port=port),
+        env={"COLLECTOR__DATABASE__URL": database_url},
+    ).start()
+    wait_for(started(collector), timeout=60)
+    readyz = f"http://127.0.0.1:{port}/readyz"
+    assert httpx.get(readyz, timeout=10).status_code == 200
+
+    delete(nats_server, nats_names, "stream")
+    wait_for(lambda: "nats_source_stalled" in collector.logs(), timeout=30)
+    (stalled,) = log_events(collector, "nats_source_stalled")  # once, not once per pull
+    assert stalled["level"] == "error"
+    answer = httpx.get(readyz, timeout=10)
+    assert answer.status_code == 503
+    (problem,) = answer.json()["problems"]
+    assert problem == (
+        f"source bus: config: sources.bus.stream: stream {nats_names.stream!r} does not exist "
+        "and sources.bus.create is false"
+    )
+
+    nats_server.create_stream(nats_names)  # the producer creates its stream again
+    wait_for(lambda: "nats_source_resumed" in collector.logs(), timeout=30)
+    assert httpx.get(readyz, timeout=10).status_code == 200
+    sent = nats_server.publish(cdevent_messages(nats_names, 20, seed=95))
+    wait_for(lambda: count(db) == sent, timeout=60)
+    assert collector.stop() == 0
+
+
+def refused(proc: CollectorProcess) -> str:
+    """Why collector refused to go on (exit status 1, no traceback)."""
+    assert proc.proc is not None
+    assert proc.proc.wait(60) == 1, proc.logs()
+    assert "Traceback" not in proc.logs()
+    (said,) = [line for line in proc.logs().splitlines() if line.startswith("collector: ")]
+    return said
+
+
+def test_a_push_consumer_is_refused_at_start_naming_it(
+    nats_server: NatsServer,
+    nats_names: NatsNames,
+    collector_process: MakeCollector,
+    database_url: str,
+) -> None:
+    nats_server.create_stream(nats_names)
+
+    async def push_consumer(client: Client) -> None:
+        config = js_api.ConsumerConfig(
+            durable_name=nats_names.durable, deliver_subject=f"{nats_names.prefix}-deliver"
+        )
+        await client.jetstream().add_consumer(nats_names.stream, config=config)
+
+    nats_server.run(push_consumer)
+    collector = collector_process(
+        config(nats_server, nats_names), env={"COLLECTOR__DATABASE__URL": database_url}
+    ).start()
+    assert refused(collector) == (
+        f"collector: config: sources.bus.durable: consumer {nats_names.durable!r} of stream "
+        f"{nats_names.stream!r} is a push consumer (it delivers to "
+        f"'{nats_names.prefix}-deliver'); collector pulls: name another durable, or delete "
+        "this consumer"
+    )
+
+
+def test_subjects_outside_an_existing_stream_are_refused_at_start_naming_both(
+    nats_server: NatsServer,
+    nats_names: NatsNames,
+    collector_process: MakeCollector,
+    database_url: str,
+) -> None:
+    nats_server.create_stream(nats_names)  # subjects: <prefix>.>
+    elsewhere = f"x{nats_names.prefix}.>"
+    collector = collector_process(
+        config(nats_server, nats_names, source={"subjects": [elsewhere]}),
+        env={"COLLECTOR__DATABASE__URL": database_url},
+    ).start()
+    assert refused(collector) == (
+        f"collector: config: sources.bus.subjects: [{elsewhere!r}] is not within the subjects "
+        f"of stream {nats_names.stream!r}: [{nats_names.wildcard!r}]"
+    )
+
+
+def test_wrong_credentials_stop_collector_with_a_clear_error(
+    collector_process: MakeCollector, database_url: str, nats_names: NatsNames, tmp_path: Path
+) -> None:
+    (tmp_path / "nats").mkdir()
+    broker = PrivateNats(tmp_path / "nats", None, "--auth", "s3cret").start()
+    try:
+        collector = collector_process(
+            config(NatsServer(broker.url), nats_names, source={"token": "wrong"}),
+            env={"COLLECTOR__DATABASE__URL": database_url},
+        ).start()
+        said = refused(collector)
+    finally:
+        broker.stop()
+    assert said == f"collector: nats (bus): {broker.url}: nats: 'Authorization Violation'"
+    assert "nats_unavailable" not in collector.logs()  # not retried: retrying cannot help
+    assert "wrong" not in collector.logs()
+
+
+def test_a_signal_while_a_nats_sink_waits_for_its_server_stops_collector_cleanly(
+    collector_process: MakeCollector, tmp_path: Path
+) -> None:
+    (tmp_path / "inbox").mkdir()
+    bridge = to_toml(
+        {
+            "sources": {"inbox": {"type": "folder", "path": str(tmp_path / "inbox")}},
+            "sinks": {
+                "bus": {
+                    "type": "nats",
+                    "servers": [f"nats://127.0.0.1:{free_port()}"],  # nobody listens
+                    "subject": "events",
+                    "required": True,
+                }
+            },
+        }
+    )
+    collector = collector_process(bridge, env={"COLLECTOR__DATABASE__URL": ""}).start()
+    wait_for(lambda: "nats_unavailable" in collector.logs(), timeout=60)
+    assert collector.stop() == 0
+    assert [e["signal"] for e in log_events(collector, "shutdown_requested")] == ["SIGTERM"]
+    assert log_events(collector, "collector_stopped")

@@ -51,3 +51,43 @@ def test_the_identity_includes_the_timestamp() -> None:
     [c] = ccmessage.decode(f"{line} 1700000001", ORIGIN).events
     assert (a.id, a.time) == (b.id, b.time)
     assert a.id != c.id
+
+
+def test_ids_of_lines_with_a_timestamp_never_change() -> None:
+    # Stored data dedups against these: the same lines must keep the ids they always had.
+    decoded = ccmessage.decode(
+        'node_state,cluster=fritz,hostname=f0101 event="drained" 1700000000\n'
+        'node_state,hostname=f0101 event="drained" 1700000000123\n',
+        ORIGIN,
+        cluster="fritz",
+        message_time_ns=1_800_000_000_000_000_000,  # a line's own timestamp comes first
+    )
+    assert [e.id for e in decoded.events] == [
+        "8f6277d9ce2b21fe83fb2a7bd522e88b5f22e8e99c4f65ad9935b6d50a03ff53",
+        "715bff31e4b8248730203365f6bff5b2774ba64ec7fdec07298e17e494cecb26",
+    ]
+
+
+def test_a_line_without_timestamp_takes_the_message_time_on_every_delivery() -> None:
+    text = 'node_down,cluster=fritz,hostname=n1 event="unreachable"\n'
+    sent = 1_748_779_200_123_456_789  # JetStream's stream time: the same on every redelivery
+    first = ccmessage.decode(text, ORIGIN, message_time_ns=sent).events
+    later = ORIGIN._replace(received_at=datetime(2023, 11, 15, 12, 5, tzinfo=UTC))
+    again = ccmessage.decode(text, later, message_time_ns=sent).events
+    assert [(e.id, e.time) for e in first] == [(e.id, e.time) for e in again]
+    assert first[0].time == datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert first[0].received_at != again[0].received_at
+    # Without a message time (HTTP), the receive time stands in.
+    [http] = ccmessage.decode(text, ORIGIN).events
+    assert http.time == ORIGIN.received_at
+    assert http.id != first[0].id
+
+
+def test_identical_lines_without_timestamp_in_one_message_are_two_events() -> None:
+    line = 'node_down,cluster=fritz,hostname=n1 event="unreachable"'
+    for sent in (None, 1_748_779_200_000_000_000):
+        events = ccmessage.decode(f"{line}\n{line}\n", ORIGIN, message_time_ns=sent).events
+        assert len({e.id for e in events}) == 2
+    # With a timestamp they are one event sent twice: a duplicate.
+    events = ccmessage.decode(f"{line} 1700000000\n{line} 1700000000\n", ORIGIN).events
+    assert len({e.id for e in events}) == 1

@@ -105,3 +105,49 @@ def test_the_cdevents_fast_path_makes_what_normalise_makes(
         "delivered": 1,
     }
     assert fast.events[-1].metadata["headers"] == {"X-Trace": "t1"}
+
+
+LINE = b'node_down,cluster=fritz,hostname=n1 event="unreachable"'
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.EVENTS.collector.{delivered}.7.7.1748779200000000000.0",
+        "$JS.ACK.hub.ACCOUNTHASH.EVENTS.collector.{delivered}.7.7.1748779200000000000.0.r4nd",
+    ],
+)
+def test_a_line_without_timestamp_has_its_stream_time_on_every_delivery(reply: str) -> None:
+    nats = source()
+    deliveries = [
+        Msg(_client=None, subject="cc", reply=reply.format(delivered=n), data=LINE)  # type: ignore[arg-type]
+        for n in (1, 2)
+    ]
+    first, again = (nats.decode(m, RECEIVED).events for m in deliveries)
+    assert [(e.id, e.time) for e in first] == [(e.id, e.time) for e in again]
+    assert first[0].time == datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # the reply's stream time
+    assert (first[0].metadata["delivered"], again[0].metadata["delivered"]) == (1, 2)
+
+
+def test_identical_core_messages_in_one_batch_are_two_events() -> None:
+    # Core NATS has no stream time and no redelivery: each message is an event of its own.
+    core = [Msg(_client=None, subject="cc", data=LINE) for _ in range(2)]  # type: ignore[arg-type]
+    delivery, _ = source().decode_all(core, RECEIVED)
+    assert len({e.id for e in delivery.events}) == 2
+
+
+def test_plain_json_without_the_type_header_is_rejected_naming_the_header() -> None:
+    ocis = source(type_header="eventtype", id_header="eventid")
+    plain = b'{"SpaceID": "space-1"}'
+    cloudevent = b'{"specversion": "1.0", "id": "c1", "source": "/s", "type": "t"}'
+    missing, typed, structured = (
+        ocis.decode(message(data, 1, headers), RECEIVED)
+        for data, headers in [
+            (plain, None),
+            (plain, {"eventtype": "events.SpaceCreated"}),
+            (cloudevent, None),  # carries its own type: the header is not needed
+        ]
+    )
+    assert [r.reason for r in missing.rejected] == ["type: the eventtype header is missing"]
+    assert [e.type for e in typed.events] == ["events.SpaceCreated"]
+    assert [e.type for e in structured.events] == ["t"]
