@@ -7,6 +7,7 @@ CollectorError
 ├── EmbeddedDatabaseError  the embedded PostgreSQL could not start
 ├── DeliveryFailed         a required sink could not commit a delivery
 ├── PipelineClosed         shutting down: no new deliveries
+├── SinkClosed             a sink can never deliver again (e.g. stdout's reader went away)
 └── BenchmarkFailed        a benchmark's check failed (rows lost or duplicated, a timeout)
 """
 
@@ -39,6 +40,11 @@ class DeliveryFailed(CollectorError):
 
 class PipelineClosed(CollectorError):
     """collector is shutting down and takes no new deliveries."""
+
+
+class SinkClosed(CollectorError):
+    """A sink can never deliver again: a required one stops collector, an optional one is
+    switched off."""
 
 
 class BenchmarkFailed(CollectorError):

@@ -2,7 +2,8 @@
 
 A source awaits `deliver()`; it returns once every required sink committed the delivery (the
 source may then ack), or raises DeliveryFailed. Optional sinks get a copy through a bounded
-buffer and never block: what does not fit is dropped and counted.
+buffer and never block: what does not fit is dropped and counted. A sink that can never
+deliver again (SinkClosed) stops the pipeline if required, and is switched off if optional.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from collector.errors import DeliveryFailed, PipelineClosed
+from collector.errors import DeliveryFailed, PipelineClosed, SinkClosed
 from collector.metrics import Metrics
 from collector.ports import Batch, BatchResult, Delivery, Sink
 
@@ -81,6 +82,7 @@ class Pipeline:
         self._arrived = Signal()
         self._room = Signal()
         self._closing = False
+        self._stopped_by: SinkClosed | None = None  # a required sink closed for good
         self._writing: list[int] = []  # the sizes of the batches being written now
 
     @property
@@ -133,7 +135,8 @@ class Pipeline:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Open the sinks, write batches until close() and the queue is empty, close the sinks."""
+        """Open the sinks, write batches until close() and the queue is empty, close the sinks.
+        Raises SinkClosed when a required sink can never deliver again."""
         for sink in [*self.required, *(o.sink for o in self.optional)]:
             await sink.open()
         try:
@@ -148,6 +151,8 @@ class Pipeline:
             for sink in [*self.required, *(o.sink for o in self.optional)]:
                 with anyio.CancelScope(shield=True):
                     await sink.close()
+        if self._stopped_by is not None:
+            raise self._stopped_by
 
     async def close(self) -> None:
         """Stop accepting deliveries; run() returns once everything queued is written."""
@@ -243,7 +248,10 @@ class Pipeline:
                         tg.start_soon(_write_one, sink, batch, results)
         except Exception as exc:  # a required sink gave up: fail the deliveries, keep running
             error = _sink_error(exc)
-            log.error("batch_failed", events=len(batch.events), error=str(error))
+            if isinstance(error, SinkClosed):
+                self._stop(error)
+            else:
+                log.error("batch_failed", events=len(batch.events), error=str(error))
         if error is None:
             _attribute_counts(deliveries, results)
             first = next(iter(results.values()))
@@ -262,6 +270,22 @@ class Pipeline:
         for delivery in deliveries:
             delivery.error = error
             delivery.done.set()
+
+    def _stop(self, error: SinkClosed) -> None:
+        """A required sink can never deliver again, so nothing can be acknowledged any more:
+        fail what is queued and stop; run() then raises the error, and collector exits (what
+        was not acknowledged is delivered again after a restart)."""
+        if self._stopped_by is None:
+            self._stopped_by = error
+            log.error("required_sink_closed", error=str(error))
+        self._closing = True
+        while self._queue:
+            delivery = self._queue.popleft()
+            delivery.error = error
+            delivery.done.set()
+        self._queued = 0
+        self._arrived.notify_all()
+        self._room.notify_all()
 
     def _count(self, batch: Batch, result: BatchResult, seconds: float) -> None:
         events = batch.events
@@ -317,17 +341,22 @@ async def wait_committed(delivery: Delivery) -> Delivery:
 
 
 class OptionalSink:
-    """Wraps a sink that must never block the pipeline: a bounded buffer, drops counted."""
+    """Wraps a sink that must never block the pipeline: a bounded buffer, drops counted.
+    A sink that can never deliver again (SinkClosed) is switched off with one log line."""
 
     def __init__(self, sink: Sink, capacity: int | None = None) -> None:
         self.sink = sink
         self.capacity = capacity or sink.buffer or 10_000
         self.dropped = 0
+        self.closed = False
         self._send, self._receive = anyio.create_memory_object_stream[Batch](math.inf)
         self._buffered = 0
 
     def offer(self, batch: Batch) -> None:
         size = len(batch.events)
+        if self.closed:  # said once, in optional_sink_closed
+            self.dropped += size
+            return
         # A batch larger than the buffer is let in alone (as the pipeline's queue does), or a
         # buffer smaller than a batch would drop everything.
         if self._buffered > 0 and self._buffered + size > self.capacity:
@@ -349,17 +378,46 @@ class OptionalSink:
         return self.dropped
 
     async def run(self) -> None:
-        async with self._receive:
-            async for batch in self._receive:
-                self._buffered -= len(batch.events)
-                try:
-                    await self.sink.write(batch)
-                except Exception as exc:
-                    self.dropped += len(batch.events)
-                    log.warning(
-                        "optional_sink_failed",
-                        sink=self.sink.name,
-                        error=str(exc),
-                        events=len(batch.events),
-                        dropped_total=self.dropped,
-                    )
+        try:
+            async with self._receive:
+                async for batch in self._receive:
+                    await self._write(batch)
+        except anyio.get_cancelled_exc_class():
+            if self._buffered:  # shutdown ran out of time before these were written
+                self.dropped += self._buffered
+                log.warning(
+                    "optional_sink_dropped",
+                    sink=self.sink.name,
+                    events=self._buffered,
+                    dropped_total=self.dropped,
+                    reason="shutdown",
+                )
+            raise
+
+    async def _write(self, batch: Batch) -> None:
+        size = len(batch.events)
+        self._buffered -= size
+        if self.closed:
+            self.dropped += size
+            return
+        try:
+            await self.sink.write(batch)
+        except SinkClosed as exc:
+            self.closed = True
+            self.dropped += size
+            log.warning(
+                "optional_sink_closed",
+                sink=self.sink.name,
+                error=str(exc),
+                events=size,
+                dropped_total=self.dropped,
+            )
+        except Exception as exc:
+            self.dropped += size
+            log.warning(
+                "optional_sink_failed",
+                sink=self.sink.name,
+                error=str(exc),
+                events=size,
+                dropped_total=self.dropped,
+            )

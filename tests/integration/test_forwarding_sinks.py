@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from structlog.testing import capture_logs
 
 from collector import ccmessage
 from collector.events import Event, Origin, normalise
-from collector.ports import Batch
+from collector.pipeline import Pipeline, PipelineLimits
+from collector.ports import Batch, BatchResult
 from collector.settings import (
     SUBJECT_PLACEHOLDERS,
     FolderSinkSettings,
@@ -29,6 +31,7 @@ from collector.settings import (
 )
 from collector.sinks.folder import FolderSink
 from collector.sinks.http import HttpSink, HttpSinkError
+from collector.sinks.memory import MemorySink
 from collector.sinks.nats import NatsSink, NatsSinkError
 from collector.sources.folder import FolderSource
 from tests.conftest import SPEC
@@ -389,3 +392,67 @@ async def test_folder_sink_writes_what_a_folder_source_reads(tmp_path: Path, lay
             assert orjson.loads(back.payload) == orjson.loads(original.payload)
         else:  # others travel as CloudEvents carrying the original document as data
             assert orjson.loads(back.payload)["data"] == orjson.loads(original.payload)
+
+
+# Ids a folder source would skip or could not claim, were they copied into a file name as
+# they are: hidden (a leading '.'), partial-file suffixes, a claim's '~', paths, and ids too
+# long for a name in bytes (non-ASCII) or in characters; some alike once made safe.
+AWKWARD_IDS = [
+    "../../etc/passwd",
+    ".hidden",
+    "..",
+    "-rf",
+    "~backup~",
+    "x.tmp",
+    "x.part",
+    "a/b",
+    "a:b",
+    "é" * 150,
+    "x" * 200,
+    "x" * 200 + "y",
+]
+
+
+async def test_folder_sink_names_are_read_by_a_folder_source_whatever_the_id(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    template = events()[2]  # a raw event: sent wrapped in a CloudEvent with its id
+    sent = [replace(template, id=event_id) for event_id in AWKWARD_IDS]
+    sink = FolderSink("files", FolderSinkSettings(type="folder", path=out, layout="event"))
+    await write(sink, Batch(sent))
+    await write(sink, Batch(sent))  # the same ids again: new files, none overwritten
+
+    names = [p.name for p in out.iterdir()]
+    assert len(names) == 2 * len(sent)
+    assert not [n for n in names if n.startswith((".", "-")) or len(n.encode()) > 255]
+
+    # The folder source finds, claims and reads every file, with every id intact.
+    stored = CountingSink()
+    pipeline = Pipeline([stored], [], PipelineLimits())
+    reader = FolderSource(
+        "files", FolderSourceSettings(type="folder", path=out, settle_s=0, after="delete"), 100
+    )
+    stop = anyio.Event()
+    with anyio.fail_after(60):  # a file the source skips fails the test here
+        async with anyio.create_task_group() as tg:
+            await tg.start(pipeline.run)
+            tg.start_soon(reader.run, pipeline, stop)
+            while stored.written < len(names) or [p for p in out.iterdir() if p.is_file()]:
+                await anyio.sleep(0.05)
+            stop.set()
+            await pipeline.close()
+    assert not stored.rejected
+    assert sorted(key[2] for key in stored.events) == sorted(AWKWARD_IDS)
+
+
+class CountingSink(MemorySink):
+    """Counts every event and rejection written, duplicates included."""
+
+    def __init__(self) -> None:
+        super().__init__("db")
+        self.written = 0
+
+    async def write(self, batch: Batch) -> BatchResult:
+        self.written += len(batch.events) + len(batch.rejected)
+        return await super().write(batch)

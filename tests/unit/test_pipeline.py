@@ -14,8 +14,9 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.abc import TaskGroup
+from structlog.testing import capture_logs
 
-from collector.errors import DeliveryFailed, PipelineClosed
+from collector.errors import DeliveryFailed, PipelineClosed, SinkClosed
 from collector.events import Event, RejectedEvent
 from collector.pipeline import Pipeline, PipelineLimits, wait_committed
 from collector.ports import Batch, BatchResult, Delivery, Done
@@ -603,3 +604,83 @@ async def test_done_wakes_every_waiter_and_forgets_one_that_gave_up() -> None:
     assert sorted(woken) == ["a", "b"]
     with anyio.fail_after(1):
         await done.wait()  # once set, no wait at all
+
+
+class ClosedSink(BlockingSink):
+    """Once released, can never deliver again (as a stdout sink whose reader went away)."""
+
+    async def write(self, batch: Batch) -> BatchResult:
+        self.batches.append([e.id for e in batch.events])
+        self.entered.set()
+        await self.release.wait()
+        raise SinkClosed(f"sink {self.name}: stdout closed by the reader")
+
+
+async def test_a_required_sink_closed_for_good_fails_what_is_queued_and_stops() -> None:
+    sink = ClosedSink("out")
+    pipeline = Pipeline([sink], [], limits(batch_size=1))
+    stopped_by: list[SinkClosed] = []
+
+    async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await pipeline.run(task_status=task_status)
+        except SinkClosed as exc:
+            stopped_by.append(exc)
+
+    with capture_logs() as logs, anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run)
+            writing = Pending(tg, pipeline, delivery("a"))
+            await sink.entered.wait()
+            queued = Pending(tg, pipeline, delivery("b"))
+            await wait_all_tasks_blocked()
+            sink.release.set()
+
+            for pending in (writing, queued):
+                with pytest.raises(DeliveryFailed, match="stdout closed by the reader"):
+                    await pending.wait()
+            with pytest.raises(PipelineClosed):
+                await pipeline.deliver(delivery("c"))
+
+    assert [str(e) for e in stopped_by] == ["sink out: stdout closed by the reader"]
+    assert sink.batches == [["a"]]  # "b" was failed without being written
+    closed = [e for e in logs if e["event"] == "required_sink_closed"]
+    assert [e["error"] for e in closed] == ["sink out: stdout closed by the reader"]
+
+
+async def test_an_optional_sink_closed_for_good_is_switched_off_with_one_log_line() -> None:
+    required = MemorySink("db")
+    optional = ClosedSink("out")
+    optional.release.set()
+    pipeline = Pipeline([required], [optional], limits())
+    [out] = pipeline.optional
+    with capture_logs() as logs:
+        async with pipeline_tasks(pipeline) as running:
+            await pipeline.deliver(delivery("a", "b"))
+            await wait_all_tasks_blocked()
+            await pipeline.deliver(delivery("c"))
+            await pipeline.close()
+            await running.returned.wait()
+
+    assert len(required.events) == 3
+    assert optional.batches == [["a", "b"]]  # not asked again
+    assert out.dropped == 3
+    assert [e["event"] for e in logs if e.get("sink") == "out"] == ["optional_sink_closed"]
+
+
+async def test_optional_events_left_when_shutdown_runs_out_of_time_are_counted() -> None:
+    required = MemorySink("db")
+    optional = BlockingSink("mirror")  # never released
+    pipeline = Pipeline([required], [optional], limits(batch_size=1))
+    [mirror] = pipeline.optional
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(pipeline.run)
+            for name in ["a", "b", "c"]:
+                await pipeline.deliver(delivery(name))
+            await wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()  # "a" is being written, "b" and "c" are buffered
+
+    assert mirror.dropped == 2
+    [dropped] = [e for e in logs if e["event"] == "optional_sink_dropped"]
+    assert (dropped["events"], dropped["reason"]) == (2, "shutdown")
