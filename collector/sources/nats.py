@@ -289,6 +289,14 @@ class NatsSource:
                     ]
                 )
             return
+        outside = [f for f in s.subjects if not any(_within(f, w) for w in stream_subjects)]
+        if outside and stream_subjects:  # nats-server 2.10+ would make a consumer of nothing
+            raise ConfigError(
+                [
+                    f"config: sources.{self.name}.subjects: {list(s.subjects)} is not within "
+                    f"the subjects of stream {s.stream!r}: {stream_subjects}"
+                ]
+            )
         config = js_api.ConsumerConfig(
             durable_name=s.durable,
             ack_policy=js_api.AckPolicy.EXPLICIT,
@@ -631,6 +639,19 @@ def _subject_matches(pattern: str, subject: str) -> bool:
         if index >= len(parts) or (part != "*" and not fnmatch.fnmatchcase(parts[index], part)):
             return False
     return len(parts) == len(wanted)
+
+
+def _within(subjects: str, wider: str) -> bool:
+    """Whether every subject `subjects` matches (wildcards included) also matches `wider`."""
+    parts, outer = subjects.split("."), wider.split(".")
+    for index, part in enumerate(outer):
+        if part == ">":
+            return len(parts) > index
+        if index >= len(parts) or parts[index] == ">":
+            return False
+        if part not in ("*", parts[index]):
+            return False
+    return len(parts) == len(outer)
 
 
 def _looks_like_json(data: bytes) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.acceptance.test_folder_ingest import count, pending_files
 from tests.conftest import CollectorProcess, wait_for
@@ -171,6 +172,10 @@ def test_unreadable_files_and_folders_are_reported_and_the_rest_is_read(
 ) -> None:
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("as root, without setpriv to drop the rights to read anything")
+    if os.geteuid() == 0 and conninfo_to_dict(database_url).get("host", "").startswith("/"):
+        # The embedded server's socket is in a folder private to its own user: root without
+        # its rights to read anything cannot reach it (COLLECTOR_TEST_DATABASE_URL can).
+        pytest.skip("as root with the embedded server: its private socket folder is unreachable")
     inbox = tmp_path / "inbox"
     put(inbox, "secret.json", event("secret"))
     put(inbox, "closed/inside.json", event("inside"))

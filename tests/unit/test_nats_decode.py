@@ -13,6 +13,7 @@ from collector import demo_events
 from collector import events as events_module
 from collector.events import Origin, cdevent_from_json
 from collector.settings import NatsSourceSettings
+from collector.sources import nats as nats_source
 from collector.sources.nats import NatsSource
 from tests.conftest import SPEC
 
@@ -151,3 +152,25 @@ def test_plain_json_without_the_type_header_is_rejected_naming_the_header() -> N
     assert [r.reason for r in missing.rejected] == ["type: the eventtype header is missing"]
     assert [e.type for e in typed.events] == ["events.SpaceCreated"]
     assert [e.type for e in structured.events] == ["t"]
+
+
+@pytest.mark.parametrize(
+    ("subjects", "wider", "within"),
+    [
+        ("a.b", "a.b", True),
+        ("a.b", "a.*", True),
+        ("a.*", "a.*", True),
+        ("a.b.c", "a.>", True),
+        ("a.>", "a.>", True),
+        ("a.*.c", "a.>", True),
+        ("a", "a.>", False),
+        ("a.>", "a.*", False),
+        ("a.*", "a.b", False),
+        ("xa.>", "a.>", False),
+        ("a.b", "a.b.c", False),
+        (">", "a.>", False),
+        ("a.b.c", ">", True),
+    ],
+)
+def test_subjects_within_a_stream(subjects: str, wider: str, within: bool) -> None:
+    assert nats_source._within(subjects, wider) is within
