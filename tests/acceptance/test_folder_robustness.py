@@ -172,7 +172,7 @@ def test_unreadable_files_and_folders_are_reported_and_the_rest_is_read(
 ) -> None:
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("as root, without setpriv to drop the rights to read anything")
-    if os.geteuid() == 0 and conninfo_to_dict(database_url).get("host", "").startswith("/"):
+    if os.geteuid() == 0 and str(conninfo_to_dict(database_url).get("host", "")).startswith("/"):
         # The embedded server's socket is in a folder private to its own user: root without
         # its rights to read anything cannot reach it (COLLECTOR_TEST_DATABASE_URL can).
         pytest.skip("as root with the embedded server: its private socket folder is unreachable")
