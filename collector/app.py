@@ -115,6 +115,9 @@ def build_sinks(
         else:
             assert_never(config)
         (required if config.required else optional).append(sink)
+    # The first required sink's counts are the ones answered and logged: the database's,
+    # which knows the duplicates, rather than a forwarding sink's.
+    required.sort(key=lambda sink: not isinstance(sink, PostgresSink))
     return required, optional
 
 

@@ -253,8 +253,8 @@ class Pipeline:
             else:
                 log.error("batch_failed", events=len(batch.events), error=str(error))
         if error is None:
-            _attribute_counts(deliveries, results)
-            first = next(iter(results.values()))
+            first = results[self.required[0].name]  # the database's, when one is required
+            _attribute_counts(deliveries, first)
             self._count(batch, first, time.perf_counter() - started)
             log.info(
                 "batch_stored",
@@ -312,9 +312,8 @@ def _sink_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _attribute_counts(deliveries: list[Delivery], results: dict[str, BatchResult]) -> None:
+def _attribute_counts(deliveries: list[Delivery], result: BatchResult) -> None:
     # The batch is the deliveries' events end to end: map duplicate indexes back by offset.
-    result = next(iter(results.values()))
     duplicates, refused = result.duplicates, result.refused
     offset = 0
     for delivery in deliveries:

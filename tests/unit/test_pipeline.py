@@ -16,10 +16,12 @@ from anyio import wait_all_tasks_blocked
 from anyio.abc import TaskGroup
 from structlog.testing import capture_logs
 
+from collector.app import build_sinks
 from collector.errors import DeliveryFailed, PipelineClosed, SinkClosed
 from collector.events import Event, RejectedEvent
 from collector.pipeline import Pipeline, PipelineLimits, wait_committed
 from collector.ports import Batch, BatchResult, Delivery, Done
+from collector.settings import Settings
 from collector.sinks.memory import MemorySink
 
 pytestmark = pytest.mark.anyio
@@ -684,3 +686,36 @@ async def test_optional_events_left_when_shutdown_runs_out_of_time_are_counted()
     assert mirror.dropped == 2
     [dropped] = [e for e in logs if e["event"] == "optional_sink_dropped"]
     assert (dropped["events"], dropped["reason"]) == (2, "shutdown")
+
+
+async def test_counts_come_from_the_first_required_sink_whichever_finishes_first() -> None:
+    # The database (first) knows "a" already; a forwarding sink finishing first does not.
+    database, forward = BlockingSink("db"), MemorySink("forward")
+    database.events[("/test", "com.example.t", "a")] = event("a")
+    pipeline = Pipeline([database, forward], [], limits())
+    answers: list[Delivery] = []
+    async with pipeline_tasks(pipeline), anyio.create_task_group() as senders:
+
+        async def send() -> None:
+            answers.append(await pipeline.deliver(delivery("a")))
+
+        senders.start_soon(send)
+        await database.entered.wait()
+        while not forward.events:
+            await anyio.sleep(0)
+        database.release.set()
+
+    assert (answers[0].stored, answers[0].duplicates) == (0, 1)
+
+
+def test_the_database_is_the_first_required_sink() -> None:
+    settings = Settings.model_validate(
+        {
+            "sinks": {
+                "fwd": {"type": "http", "url": "http://127.0.0.1:9/in", "required": True},
+                "db": {"type": "postgres"},
+            }
+        }
+    )
+    required, _ = build_sinks(settings, "postgresql://u@127.0.0.1:9/x")
+    assert [s.name for s in required] == ["db", "fwd"]
