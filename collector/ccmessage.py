@@ -42,7 +42,7 @@ class Decoded:
 
 
 def decode(
-    text: str,
+    data: str | bytes,
     origin: Origin,
     *,
     cluster: str | None = None,
@@ -53,8 +53,11 @@ def decode(
     """Parse line protocol into events; a bad line is rejected alone, naming its number.
 
     `message_time_ns` (ns since the epoch) is the time of lines without a timestamp, instead
-    of the receive time: JetStream's stream time, which every redelivery repeats."""
+    of the receive time: JetStream's stream time, which every redelivery repeats. Bytes are
+    read as UTF-8 line by line: a line that is not UTF-8 is rejected alone too."""
     result = Decoded()
+    text = data if isinstance(data, str) else _utf8_lines(data, origin, metadata, result)
+    not_utf8 = bool(result.rejected)
     lines = text.split("\n")
     for number, parsed in parse_lines(text):
         raw = lines[number - 1].strip().encode()
@@ -75,12 +78,31 @@ def decode(
         except (LineProtocolError, Invalid) as exc:
             # A reason may quote a key holding NUL, which PostgreSQL text cannot store.
             reason = str(exc).replace("\x00", "\\x00")
-            result.rejected.append(
-                RejectedEvent(
-                    reason, raw, origin.received_at, origin.received_via, f"line {number}", meta
-                )
-            )
+            result.rejected.append(origin.reject(reason, raw, f"line {number}", meta))
+    if not_utf8:  # in line order
+        result.rejected.sort(key=lambda r: r.metadata["line"])
     return result
+
+
+def _utf8_lines(
+    data: bytes, origin: Origin, metadata: dict[str, Any] | None, result: Decoded
+) -> str:
+    """The text of `data`; a line that is not UTF-8 is rejected into `result` and left empty,
+    so that the others keep their numbers."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        pass
+    lines: list[str] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode())
+        except UnicodeDecodeError as exc:
+            lines.append("")
+            meta = {**(metadata or {}), "line": number}
+            reject = origin.reject(f"not UTF-8 text: {exc}", line.strip(), f"line {number}", meta)
+            result.rejected.append(reject)
+    return "\n".join(lines)
 
 
 def check_tags(tags: dict[str, str]) -> None:

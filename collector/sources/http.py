@@ -40,7 +40,6 @@ from collector.events import (
     binary_cloudevent,
     event_from_json,
     events_from_json,
-    json_array_items,
     normalise,
 )
 from collector.metrics import Metrics
@@ -389,7 +388,7 @@ class HttpSource:
                 add(doc, body, None, metadata)
         elif media == "application/cloudevents-batch+json" or media in JSON_TYPES:
             batch = media == "application/cloudevents-batch+json"
-            if batch and json_array_items(body) is None:
+            if batch and body.lstrip()[:1] != b"[":
                 _loads(body, "the body")  # the JSON error, if that is what is wrong
                 raise Problem(400, "Invalid CloudEvents batch", "batch mode needs a JSON array")
             try:
@@ -425,10 +424,8 @@ class HttpSource:
         if precision is not None and precision not in ("s", "ms", "us", "µs", "ns"):
             raise Problem(400, "Invalid precision", f"precision={precision!r}: use s, ms, us or ns")
         cluster = request.query.get("cluster") or self.settings.cluster
-        text, not_utf8 = _utf8_lines(body, origin)
-        decoded = ccmessage.decode(text, origin, cluster=cluster, precision=precision)
-        rejected = sorted([*not_utf8, *decoded.rejected], key=lambda r: r.metadata["line"])
-        return decoded.events, rejected, {"metrics_skipped": decoded.metrics_skipped}
+        decoded = ccmessage.decode(body, origin, cluster=cluster, precision=precision)
+        return decoded.events, decoded.rejected, {"metrics_skipped": decoded.metrics_skipped}
 
     async def _deliver(self, intake: Intake, delivery: Delivery, task: asyncio.Task[Any]) -> None:
         try:
@@ -453,25 +450,6 @@ class HttpSource:
         if delivery.error is not None:
             log.error("delivery_failed", source=self.name, error=str(delivery.error))
             raise _unavailable("the events could not be committed; resending is safe")
-
-
-def _utf8_lines(body: bytes, origin: Origin) -> tuple[str, list[RejectedEvent]]:
-    """The body as text, and a rejection for each line that is not UTF-8 (left empty in the
-    text, so the others keep their numbers and are stored)."""
-    try:
-        return body.decode(), []
-    except UnicodeDecodeError:
-        pass
-    lines: list[str] = []
-    rejected: list[RejectedEvent] = []
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        try:
-            lines.append(line.decode())
-        except UnicodeDecodeError as exc:
-            lines.append("")
-            reason = f"not UTF-8: {exc}"
-            rejected.append(origin.reject(reason, line.strip(), f"line {number}", {"line": number}))
-    return "\n".join(lines), rejected
 
 
 def _loads(body: bytes, what: str) -> Any:

@@ -580,13 +580,12 @@ class NatsSource:
                     event = normalise(doc, structured, origin, metadata, data_raw=data)
                 events.append(event)
             elif fmt == "lineprotocol" or (fmt == "auto" and not _looks_like_json(data)):
-                text = data.decode()
-                if not text.strip():
+                if not data.strip():
                     raise Invalid("empty message: no event, no line of line protocol")
                 if message_time_ns is None:  # core NATS: the messages of one batch stay apart
                     message_time_ns = self._receive_clock()
                 cc = ccmessage.decode(
-                    text,
+                    data,
                     origin,
                     cluster=s.cluster,
                     metadata=metadata,
@@ -601,8 +600,6 @@ class NatsSource:
                 decoded, refused = events_from_json(data, origin, metadata)
                 events.extend(decoded)
                 rejected.extend(refused)
-        except UnicodeDecodeError as exc:
-            rejected.append(origin.reject(f"not UTF-8 text: {exc}", data, None, metadata))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
 
