@@ -125,6 +125,22 @@ def dsn_as_url(dsn: str) -> str:
     return url + (f"&{query}" if query else "")
 
 
+def run_collector(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`collector <args>` as a process, without the caller's COLLECTOR_* variables."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll until predicate() is truthy; fail the test with a clear message on timeout."""
     deadline = time.monotonic() + timeout

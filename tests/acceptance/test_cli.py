@@ -17,22 +17,8 @@ from psycopg.conninfo import make_conninfo
 
 from collector import __version__
 from tests.conftest import CollectorProcess, wait_for
+from tests.conftest import run_collector as collector
 from tests.nats_fixtures import free_port
-
-
-def collector(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_version(tmp_path: Path) -> None:

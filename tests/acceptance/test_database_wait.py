@@ -5,7 +5,6 @@ waits for whatever an operator fixes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,8 @@ import pytest
 
 from collector.db.embedded import EmbeddedPostgres
 from tests.conftest import CollectorProcess, wait_for, with_dbname
+from tests.conftest import run_collector as collector
+from tests.nats_fixtures import free_port
 
 ONE_OFF = [
     ["migrate", "--check"],
@@ -25,28 +26,6 @@ ONE_OFF = [
     ["docs", "sql", "--check"],
     ["demo", "--services", "1", "--days", "1", "--nodes", "1"],
 ]
-
-
-def collector(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize("command", ONE_OFF, ids=" ".join)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,23 +10,9 @@ import psycopg
 
 from tests.clustercockpit import store
 from tests.conftest import CollectorProcess, wait_for
+from tests.conftest import run_collector as collector
 
 Conn = psycopg.Connection[Any]
-
-
-def collector(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def cc_event(days_ago: float) -> str:
