@@ -149,9 +149,10 @@ def to_event(
         # Line protocol integers are 64-bit (i signed, u unsigned); JSON output needs that too.
         if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
             raise Invalid(f"field {key}: {value} is outside the 64-bit integer range")
-    when = origin.received_at if message_time_ns is None else _from_ns(message_time_ns)
     ns: int | None = None
-    if point.timestamp is not None:
+    if point.timestamp is None:
+        when = origin.received_at if message_time_ns is None else _from_ns(message_time_ns)
+    else:
         ns = timestamp_ns(point.timestamp, precision)
         if not INT64_MIN <= ns <= INT64_MAX:  # as InfluxDB: nanoseconds in a signed 64-bit
             raise Invalid(f"timestamp {point.timestamp}: out of range (years 1677 to 2262)")

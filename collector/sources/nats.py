@@ -134,6 +134,8 @@ class Puller:
         return messages
 
     def _expire(self) -> None:
+        if self._ended:  # it ended with an answer; only the timer was left
+            return
         self._ended = True
         self.problem = NO_ANSWER  # a dropped connection, or a consumer that is gone
         self._arrived.set()

@@ -70,6 +70,19 @@ async def test_a_request_lost_on_the_way_ends_one_second_past_its_expiry() -> No
     assert puller.problem == "no answer"  # the source then looks whether its consumer is there
 
 
+async def test_a_request_that_ended_with_its_batch_is_not_later_marked_unanswered() -> None:
+    # The expiry timer outlives a complete batch while the source waits for room in the queue.
+    client = Client()
+    puller = Puller(client, "EVENTS", "collector", batch=1)  # type: ignore[arg-type]
+    await puller.open()
+    await puller.request(expires_s=0.01)
+    await client.deliver("events.a", reply="$JS.ACK.EVENTS.collector.1.1.1.0.0")
+    assert len(await puller.next_messages()) == 1
+    await anyio.sleep(1.2)  # past expiry + 1 s
+    assert await puller.next_messages() == []
+    assert puller.problem is None
+
+
 async def test_the_late_status_of_an_earlier_request_does_not_end_the_current_one() -> None:
     client = Client()
     puller = Puller(client, "EVENTS", "collector", batch=10)  # type: ignore[arg-type]
