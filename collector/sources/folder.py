@@ -270,8 +270,15 @@ class FolderSource:
                 claim = Claim(token, "", token, self._lock(token))
                 if claim.lock is None:
                     continue  # a live collector is working on it
+            except FileNotFoundError:
+                continue  # finished by another collector meanwhile
+            except OSError as exc:
+                log.error("claim_unreadable", path=shown(str(token)), error=exc.strerror)
+                continue
+            try:
                 claim.path, is_file = self._claimed_file(token)
             except OSError as exc:
+                self._release(claim)  # its lock too: another start may recover it
                 log.error("claim_unreadable", path=shown(str(token)), error=exc.strerror)
                 continue
             if not is_file:  # left between mkdir and rename, or after the final move
@@ -440,7 +447,7 @@ class FolderSource:
         up stops the reading. Lines appended meanwhile are read too (see the README). On
         shutdown the rest is left for the next start, which reads the file again."""
         origin = self._origin(datetime.now(UTC))
-        offset, number, tail = _after_bom(fd), 1, b""
+        offset, number, pieces = _after_bom(fd), 1, []  # pieces: the unfinished last line
         final = False  # the file stayed put through the last pass
         size = self.chunk_size
         while True:
@@ -457,24 +464,29 @@ class FolderSource:
                         break
                     read_any = True
                     offset += len(block)
-                    data = tail + block
-                    end = data.rfind(b"\n") + 1
-                    tail = data[end:]
-                    lines = data[:end].split(b"\n")[:-1]
+                    end = block.rfind(b"\n") + 1
+                    if not end:  # inside one long line: keep the pieces, join them once
+                        pieces.append(block)
+                        continue
+                    data = b"".join([*pieces, block[:end]]) if pieces else block[:end]
+                    pieces = [block[end:]] if end < len(block) else []
+                    lines = data.split(b"\n")[:-1]
                     self._decode_lines(lines, number, name, origin, events, rejected)
                     number += len(lines)
-                    while len(events) + len(rejected) >= size:
+                    while len(events) + len(rejected) >= size and tally.failure is None:
                         await self._send(intake, tg, tally, events[:size], rejected)
                         events, rejected = events[size:], []
                     await anyio.lowlevel.checkpoint()  # let HTTP and other files run
-                if tail:
+                if pieces:
                     # A last line without its newline: taken if it is an event, else (cut off
                     # mid-line?) once the file stayed put while the rest was committed.
+                    tail = b"".join(pieces)
+                    pieces = [tail]
                     last: list[RejectedEvent] = []
                     self._decode_lines([tail], number, name, origin, events, last)
                     if not last or (final and not read_any):
                         rejected += last
-                        tail = b""
+                        pieces = []
                 if (events or rejected) and tally.failure is None:
                     await self._send(intake, tg, tally, events, rejected)
             # Every delivery so far is committed. Did a writer add to the file meanwhile?
@@ -483,11 +495,11 @@ class FolderSource:
             now = os.fstat(fd).st_size
             if now < offset:  # rewritten in place: read it all again
                 log.warning("file_changed_while_read", source=self.name, file=name)
-                offset, number, tail, final = _after_bom(fd), 1, b"", False
+                offset, number, pieces, final = _after_bom(fd), 1, [], False
             elif now > offset:
                 log.warning("file_grew_while_read", source=self.name, file=name)
                 final = False
-            elif not tail:
+            elif not pieces:
                 return
             else:
                 final = True
@@ -500,18 +512,18 @@ class FolderSource:
         events: list[Event],
         rejected: list[RejectedEvent],
     ) -> None:
-        """Queue a delivery (waiting for room) and count it once it is committed."""
-        tally.events += len(events)
-        tally.rejected += len(rejected)
-        room = REPORTED_PROBLEMS - len(tally.problems)
-        tally.problems.extend(r.message for r in rejected[:room])
-        self.metrics.received(len(events) + len(rejected))
+        """Queue a delivery (waiting for room), count it, and watch for its commit."""
         delivery = Delivery(events=events, rejected=rejected)
         try:
             await intake.enqueue(delivery)
         except PipelineClosed as exc:
             tally.failure = exc
             return
+        tally.events += len(events)
+        tally.rejected += len(rejected)
+        room = REPORTED_PROBLEMS - len(tally.problems)
+        tally.problems.extend(r.message for r in rejected[:room])
+        self.metrics.received(len(events) + len(rejected))
         tg.start_soon(_committed, delivery, tally)
 
     def decode(
