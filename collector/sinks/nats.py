@@ -4,6 +4,7 @@ published again with exponential backoff, up to the retries."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import anyio
@@ -26,7 +27,7 @@ class NatsSinkError(CollectorError):
     """Publishing failed (no stream for the subject, a timeout, no connection)."""
 
 
-Message = tuple[str, bytes]  # subject, data
+Message = tuple[str, bytes, str]  # subject, data, JetStream message id (of the identity)
 
 HEADERS = {"content-type": "application/cloudevents+json"}
 _NOT_IN_TOKEN = re.compile(r"[\s*>]")
@@ -59,12 +60,16 @@ class NatsSink:
         assert self._client is not None, "open() first"
         client = self._client
         if not self.settings.jetstream:
+            sent = 0
             try:
-                for subject, data in messages:
+                for subject, data, _ in messages:
                     await client.publish(subject, data, headers=HEADERS)
+                    sent += 1
                 await client.flush()
             except (nats.errors.Error, TimeoutError) as exc:
-                return messages, _describe(exc)  # which ones the server got is unknown
+                # What the client took stays in its buffer and goes out once it reconnects:
+                # publish again only the rest (none: the next attempt only flushes).
+                return messages[sent:], _describe(exc)
             return [], ""
         # JetStream: many publishes in flight, each acknowledged; after a failure the rest
         # are not tried (they would most likely fail the same way).
@@ -78,9 +83,10 @@ class NatsSink:
                 if problems:
                     left.append(message)
                     return
-                subject, data = message
+                subject, data, msg_id = message
                 try:
-                    await js.publish(subject, data, headers=HEADERS)
+                    # The id lets the stream drop a copy of a publish whose ack was lost.
+                    await js.publish(subject, data, headers={**HEADERS, "Nats-Msg-Id": msg_id})
                 except nats.js.errors.NoStreamResponseError:
                     left.append(message)
                     problems.append(
@@ -116,7 +122,9 @@ class NatsSink:
     async def write(self, batch: Batch) -> BatchResult:
         assert self._client is not None, "open() first"
         s = self.settings
-        messages = [(self.subject(e), orjson.dumps(to_cloudevent(e))) for e in batch.events]
+        messages = [
+            (self.subject(e), orjson.dumps(to_cloudevent(e)), _message_id(e)) for e in batch.events
+        ]
         left = messages
         delay = s.backoff_s
         attempts = 0
@@ -124,12 +132,16 @@ class NatsSink:
             while True:
                 left, problem = await self._publish(left)
                 attempts += 1
-                if not left:
+                if not problem:
                     return BatchResult(stored=len(messages), duplicates=frozenset(), rejected=0)
                 if attempts > s.retries:
+                    what = (
+                        f"{len(left)} of {len(messages)} events not published"
+                        if left
+                        else f"{len(messages)} events not confirmed by the server"
+                    )
                     raise NatsSinkError(
-                        f"nats sink {self.name}: {problem} ({len(left)} of {len(messages)} "
-                        f"events not published after {attempts} attempts)"
+                        f"nats sink {self.name}: {problem} ({what} after {attempts} attempts)"
                     )
                 # Unhealthy while retrying: sources hold back, as for the http sink.
                 self.healthy = False
@@ -145,6 +157,12 @@ class NatsSink:
                 delay *= 2
         finally:
             self.healthy = self._client.is_connected
+
+
+def _message_id(event: Event) -> str:
+    """A header-safe id of the event's identity (source, type, id)."""
+    identity = "\n".join((event.source, event.type, event.id)).encode()
+    return hashlib.sha256(identity).hexdigest()
 
 
 def _describe(exc: BaseException) -> str:

@@ -285,6 +285,19 @@ async def test_nats_sink_publishes_structured_cloudevents_with_jetstream_acks(
     )
 
 
+async def test_nats_sink_publishes_again_without_copies_in_the_stream(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    # A publish whose ack was lost is published again: its message id lets the stream drop it.
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    sink = nats_sink(nats_server, nats_names.prefix + ".{family}.{type}")
+    sent = events()
+    await write(sink, Batch(sent))
+    await write(sink, Batch(sent))
+    stored = await anyio.to_thread.run_sync(nats_server.stream_messages, nats_names.stream)
+    assert stored == len(sent)
+
+
 def nats_sink(nats_server: NatsServer, subject: str, **settings: Any) -> NatsSink:
     return NatsSink(
         "bus",
