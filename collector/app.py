@@ -18,7 +18,7 @@ from collector.db import connection
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import queries
-from collector.errors import DatabaseUnavailable, MigrationError
+from collector.errors import DatabaseUnavailable, MigrationError, first_line
 from collector.maintenance import log_maintenance, maintain
 from collector.metrics import Metrics
 from collector.openapi import build_openapi
@@ -293,6 +293,6 @@ async def _maintenance(settings: Settings, url: str, stop: anyio.Event) -> None:
             async with await connect(url, timeout_s=5) as conn:
                 log_maintenance(await maintain(conn, settings.retention))
         except (DatabaseUnavailable, psycopg.Error) as exc:
-            log.warning("maintenance_failed", error=str(exc).strip().splitlines()[0])
+            log.warning("maintenance_failed", error=first_line(exc))
         with anyio.move_on_after(settings.maintenance.interval_s):
             await stop.wait()

@@ -35,7 +35,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from collector import demo_events, logs
 from collector.db.embedded import EmbeddedPostgres, layout
 from collector.db.queries import queries
-from collector.errors import BenchmarkFailed, ConfigError, DatabaseUnavailable
+from collector.errors import BenchmarkFailed, ConfigError, DatabaseUnavailable, first_line
 from collector.settings import config_path
 
 DATABASE_URL_ENV = "COLLECTOR_BENCH_DATABASE_URL"
@@ -164,8 +164,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             args.database_url, workload, files, args.runs, timeout, pipeline
         )
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchmarkFailed(f"bench: database error: {first}") from None
+        raise BenchmarkFailed(f"bench: database error: {first_line(exc)}") from None
     a_rate = statistics.median(s.rate for s in baseline)
     b_rate = statistics.median(s.rate for s in collector)
     ratio = b_rate / a_rate
@@ -640,8 +639,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"bench: cannot connect: {first}") from None
+        raise DatabaseUnavailable(f"bench: cannot connect: {first_line(exc)}") from None
 
 
 def check_count(

@@ -51,7 +51,7 @@ from collector.bench import (
     tail,
 )
 from collector.db.queries import queries
-from collector.errors import BenchmarkFailed
+from collector.errors import BenchmarkFailed, first_line
 from collector.loadgen import ClientResult, load_client, post, write_requests
 from collector.settings import HttpSettings, config_path
 
@@ -166,8 +166,7 @@ def cmd_http(args: argparse.Namespace) -> int:
     try:
         steps = _measure(args, events, workload, timeout, pipeline)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchmarkFailed(f"bench: database error: {first}") from None
+        raise BenchmarkFailed(f"bench: database error: {first_line(exc)}") from None
     for line in summary(steps, args.connections, args.batch):
         print(line)
     print(f"total time: {time.monotonic() - started:.0f} s")

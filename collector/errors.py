@@ -49,3 +49,9 @@ class SinkClosed(CollectorError):
 
 class BenchmarkFailed(CollectorError):
     """A benchmark run failed its checks; its figures would mean nothing."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (psycopg's run on with hints), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

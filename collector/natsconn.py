@@ -55,7 +55,7 @@ async def connect(
         await _unless_stopped(partial(_attempt, client, events, settings, tls, failures), stop)
         failure = failures[0] if failures else None
         if isinstance(failure, nats.errors.AuthorizationError | ssl.SSLError):
-            raise NatsUnavailable(f"nats ({name}): {servers}: {_describe(failure)}")
+            raise NatsUnavailable(f"nats ({name}): {servers}: {describe(failure)}")
         if client.is_connected:
             break
         with contextlib.suppress(nats.errors.Error, OSError):
@@ -66,7 +66,7 @@ async def connect(
             "nats_unavailable",
             name=name,
             servers=servers,
-            error=_describe(failure) if failure is not None else "no answer",
+            error=describe(failure) if failure is not None else "no answer",
             retry_in_s=delay,
         )
         await _unless_stopped(partial(anyio.sleep, delay), stop)
@@ -171,7 +171,7 @@ class _ConnectionLog:
         self.failures += 1
         now = time.monotonic()
         if now - self.last_error >= ERROR_LOG_INTERVAL_S:
-            log.warning("nats_error", name=self.name, error=_describe(exc), errors=self.failures)
+            log.warning("nats_error", name=self.name, error=describe(exc), errors=self.failures)
             self.last_error = now
 
 
@@ -183,7 +183,8 @@ class _Refused(nats.errors.AuthorizationError):
         return str(self.args[0])
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An error of nats-py as text (some have an empty message)."""
     return str(exc) or type(exc).__name__
 
 

@@ -12,7 +12,7 @@ import anyio
 import psycopg
 import structlog
 
-from collector.errors import DatabaseUnavailable
+from collector.errors import DatabaseUnavailable, first_line
 
 log = structlog.get_logger("collector")
 
@@ -59,7 +59,7 @@ async def connect(
             )
             return conn
         except psycopg.Error as exc:
-            error = str(exc).strip().splitlines()[0]
+            error = first_line(exc)
             if isinstance(exc, psycopg.ProgrammingError):
                 raise DatabaseUnavailable(f"database: invalid URL: {error}") from None
             if not (retry_permanent or waiting_helps(exc)):

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from collector.db.queries import queries, sql_dir
-from collector.errors import MigrationError
+from collector.errors import MigrationError, first_line
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -104,9 +104,8 @@ async def migrate(
                         (migration.version, migration.name, migration.checksum),
                     )
             except psycopg.Error as exc:
-                first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
                 raise MigrationError(
-                    f"migration {migration.file_name} failed and was rolled back: {first_line}"
+                    f"migration {migration.file_name} failed and was rolled back: {first_line(exc)}"
                 ) from exc
         return pending
     finally:

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from collector.errors import CollectorError
 from collector.events import Event, to_cloudevent
-from collector.natsconn import connect
+from collector.natsconn import connect, describe
 from collector.ports import Batch, BatchResult
 from collector.settings import NatsSinkSettings
 
@@ -69,7 +69,7 @@ class NatsSink:
             except (nats.errors.Error, TimeoutError) as exc:
                 # What the client took stays in its buffer and goes out once it reconnects:
                 # publish again only the rest (none: the next attempt only flushes).
-                return messages[sent:], _describe(exc)
+                return messages[sent:], describe(exc)
             return [], ""
         # JetStream: many publishes in flight, each acknowledged; after a failure the rest
         # are not tried (they would most likely fail the same way).
@@ -95,7 +95,7 @@ class NatsSink:
                     )
                 except (nats.errors.Error, TimeoutError) as exc:
                     left.append(message)
-                    problems.append(f"subject {subject}: {_describe(exc)}")
+                    problems.append(f"subject {subject}: {describe(exc)}")
 
         async with anyio.create_task_group() as tg:
             for message in messages:
@@ -163,7 +163,3 @@ def _message_id(event: Event) -> str:
     """A header-safe id of the event's identity (source, type, id)."""
     identity = "\n".join((event.source, event.type, event.id)).encode()
     return hashlib.sha256(identity).hexdigest()
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -17,6 +17,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from collector.db.queries import queries
+from collector.errors import first_line
 from collector.events import Event, RejectedEvent
 from collector.ports import Batch, BatchResult
 from collector.sinks import pgarrays
@@ -81,7 +82,7 @@ class PostgresSink:
                     sink=self.name,
                     attempt=attempt,
                     retry_in_s=round(delay, 2),
-                    error=_first_line(exc),
+                    error=first_line(exc),
                 )
                 await anyio.sleep(delay)
                 continue
@@ -96,7 +97,7 @@ class PostgresSink:
         except psycopg.Error as exc:
             if not _is_data_error(exc) or not batch.events:
                 raise
-            reason = f"PostgreSQL refused the event: {_first_line(exc)}"
+            reason = f"PostgreSQL refused the event: {first_line(exc)}"
         if len(batch.events) == 1:
             refused = _refused(batch.events[0], reason)
             result = await self._call_ingest([], [*batch.rejected, refused])
@@ -126,11 +127,6 @@ class PostgresSink:
             duplicates=frozenset(int(p) - 1 for p in positions),
             rejected=int(n_rejected),
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _refused(event: Event, reason: str) -> RejectedEvent:
