@@ -47,7 +47,7 @@ from collector.events import (
     normalise,
 )
 from collector.metrics import Metrics
-from collector.natsconn import NatsUnavailable, connect
+from collector.natsconn import NatsUnavailable, connect, describe
 from collector.ports import Delivery, Intake
 from collector.settings import NatsSourceSettings
 
@@ -379,7 +379,10 @@ class NatsSource:
     async def _check(self, js: Any) -> None:
         """After a pull request ended unusually (the consumer deleted, its stream deleted, no
         answer): bind again, creating what went away; while that fails, /readyz says why."""
-        async with self._checking:  # one puller at a time; the others find it done
+        if self._checking.locked():  # another puller is at it: its answer is ours
+            async with self._checking:
+                return
+        async with self._checking:
             try:
                 await self._bind(js, again=True)
             except ConfigError as exc:
@@ -387,8 +390,7 @@ class NatsSource:
                     log.error("nats_source_stalled", source=self.name, error=exc.problems[0])
                 self.problem = exc.problems[0]
             except (nats.errors.Error, TimeoutError) as exc:
-                error = str(exc) or type(exc).__name__
-                log.warning("nats_check_failed", source=self.name, error=error)
+                log.warning("nats_check_failed", source=self.name, error=describe(exc))
             else:
                 if self.problem is not None:
                     log.info("nats_source_resumed", source=self.name)
