@@ -237,6 +237,27 @@ def events_from_json(
     return events, rejected
 
 
+def events_from_lines(
+    lines: list[bytes],
+    first: int,
+    origin: Origin,
+    metadata: dict[str, Any],
+    events: list[Event],
+    rejected: list[RejectedEvent],
+) -> None:
+    """JSON lines (NDJSON), numbered from `first`, into events and rejections at
+    f"line {number}"; blank lines are skipped."""
+    for number, line in enumerate(lines, start=first):
+        line = line.strip()
+        if not line:
+            continue
+        meta = {**metadata, "line": number}
+        try:
+            events.append(event_from_json(line, origin, meta))
+        except Invalid as exc:
+            rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
+
+
 def json_array_items(data: bytes) -> list[bytes] | None:
     """The items of a JSON array, each as sent, or None when `data` is not a well-formed array
     (orjson.loads then says what it is, or what is wrong with it)."""

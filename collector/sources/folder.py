@@ -32,12 +32,11 @@ from collector.errors import ConfigError, PipelineClosed
 from collector.events import (
     BOM,
     Event,
-    Invalid,
     InvalidJson,
     Origin,
     RejectedEvent,
-    event_from_json,
     events_from_json,
+    events_from_lines,
 )
 from collector.metrics import Metrics
 from collector.ports import Delivery, Intake
@@ -471,7 +470,7 @@ class FolderSource:
                     data = b"".join([*pieces, block[:end]]) if pieces else block[:end]
                     pieces = [block[end:]] if end < len(block) else []
                     lines = data.split(b"\n")[:-1]
-                    self._decode_lines(lines, number, name, origin, events, rejected)
+                    events_from_lines(lines, number, origin, {"file": name}, events, rejected)
                     number += len(lines)
                     while len(events) + len(rejected) >= size and tally.failure is None:
                         await self._send(intake, tg, tally, events[:size], rejected)
@@ -483,7 +482,7 @@ class FolderSource:
                     tail = b"".join(pieces)
                     pieces = [tail]
                     last: list[RejectedEvent] = []
-                    self._decode_lines([tail], number, name, origin, events, last)
+                    events_from_lines([tail], number, origin, {"file": name}, events, last)
                     if not last or (final and not read_any):
                         rejected += last
                         pieces = []
@@ -536,32 +535,13 @@ class FolderSource:
         if Path(relative).suffix in LINE_SUFFIXES:
             if data.startswith(BOM):  # RFC 8259 lets a parser ignore one; Windows tools write it
                 data = data[len(BOM) :]
-            self._decode_lines(data.split(b"\n"), 1, relative, origin, events, rejected)
+            events_from_lines(data.split(b"\n"), 1, origin, {"file": relative}, events, rejected)
             return events, rejected
         meta = {"file": relative}
         try:
             return events_from_json(data, origin, meta)
         except InvalidJson as exc:
             return events, [origin.reject(str(exc), data, None, meta)]
-
-    @staticmethod
-    def _decode_lines(
-        lines: list[bytes],
-        first: int,
-        relative: str,
-        origin: Origin,
-        events: list[Event],
-        rejected: list[RejectedEvent],
-    ) -> None:
-        for number, line in enumerate(lines, start=first):
-            line = line.strip()
-            if not line:
-                continue
-            meta = {"file": relative, "line": number}
-            try:
-                events.append(event_from_json(line, origin, meta))
-            except Invalid as exc:
-                rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
 
     # -- finishing -------------------------------------------------------------------------
 

@@ -38,8 +38,8 @@ from collector.events import (
     RejectedEvent,
     binary_cdevent,
     binary_cloudevent,
-    event_from_json,
     events_from_json,
+    events_from_lines,
     normalise,
 )
 from collector.metrics import Metrics
@@ -397,15 +397,7 @@ class HttpSource:
                 detail = f"the body is not valid JSON: {exc.detail}"
                 raise Problem(400, "Invalid JSON", detail) from None
         elif media in NDJSON_TYPES:
-            for number, line in enumerate(body.split(b"\n"), start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                meta = {**metadata, "line": number}
-                try:
-                    events.append(event_from_json(line, origin, meta))
-                except Invalid as exc:
-                    rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
+            events_from_lines(body.split(b"\n"), 1, origin, metadata, events, rejected)
         else:
             raise Problem(
                 415,
