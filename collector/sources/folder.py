@@ -446,7 +446,8 @@ class FolderSource:
         up stops the reading. Lines appended meanwhile are read too (see the README). On
         shutdown the rest is left for the next start, which reads the file again."""
         origin = self._origin(datetime.now(UTC))
-        offset, number, pieces = _after_bom(fd), 1, []  # pieces: the unfinished last line
+        start = _after_bom(fd)
+        offset, number, pieces = start, 1, []  # pieces: the unfinished last line
         final = False  # the file stayed put through the last pass
         size = self.chunk_size
         while True:
@@ -455,7 +456,7 @@ class FolderSource:
                 events: list[Event] = []
                 rejected: list[RejectedEvent] = []
                 while tally.failure is None:
-                    if stop.is_set() and offset:
+                    if stop.is_set() and offset > start:  # a block read: the rest next start
                         tally.failure = PipelineClosed("collector is shutting down")
                         break
                     block = os.pread(fd, READ_BYTES, offset)
@@ -494,7 +495,8 @@ class FolderSource:
             now = os.fstat(fd).st_size
             if now < offset:  # rewritten in place: read it all again
                 log.warning("file_changed_while_read", source=self.name, file=name)
-                offset, number, pieces, final = _after_bom(fd), 1, [], False
+                start = _after_bom(fd)
+                offset, number, pieces, final = start, 1, [], False
             elif now > offset:
                 log.warning("file_grew_while_read", source=self.name, file=name)
                 final = False
