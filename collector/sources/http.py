@@ -242,6 +242,7 @@ class HttpSource:
             or settings.event_type,
             default_source=settings.event_source,
             default_id=(settings.id_header and headers.get(settings.id_header.lower())) or None,
+            no_type=settings.type_header and f"type: the {settings.type_header} header is missing",
         )
         extra: dict[str, Any] = {}
         body = raw

@@ -94,6 +94,10 @@ type_header = "X-GitHub-Event"
 id_header = "X-GitHub-Delivery"
 headers = ["X-GitHub-Hook-ID"]
 
+[sources.typed]
+type = "http"
+type_header = "X-GitHub-Event"
+
 [sources.queued]
 type = "http"
 ack = "enqueue"
@@ -558,6 +562,12 @@ def test_plain_json_takes_type_and_id_from_headers_and_keeps_chosen_headers(
     assert stored[delivery][6]["headers"] == {"X-GitHub-Hook-ID": "7"}
     assert stored[ping_id][2] == "org.example.hook"
     assert "headers" not in stored[ping_id][6]
+
+
+def test_plain_json_without_its_type_header_names_the_header(client: httpx.Client) -> None:
+    response = post_json(client, "/webhook/typed", {"ref": "x"})
+    problem = assert_problem(response, 400)
+    assert problem["errors"][0]["detail"] == "type: the X-GitHub-Event header is missing"
 
 
 def test_cloudevent_carrying_a_cdevent_is_stored_as_cdevents(
