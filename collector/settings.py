@@ -373,6 +373,7 @@ class NatsSinkSettings(NatsConnectionSettings):
     jetstream: bool = Field(default=False, description="publish with JetStream acks")
     retries: int = Field(default=5, ge=0, description="retries when a publish fails")
     backoff_s: float = Field(default=0.2, ge=0, description="first retry delay, doubled each time")
+    max_backoff_s: float = Field(default=30.0, gt=0, description="the longest retry delay")
 
     @field_validator("subject")
     @classmethod
@@ -402,6 +403,7 @@ class HttpSinkSettings(Section):
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=5, ge=0, description="retries on 5xx, 429 and network errors")
     backoff_s: float = Field(default=0.2, ge=0, description="first retry delay, doubled each time")
+    max_backoff_s: float = Field(default=30.0, gt=0, description="the longest retry delay")
 
 
 class FolderSinkSettings(Section):

@@ -115,7 +115,7 @@ class HttpSink:
         if s.hmac_secret is not None:
             digest = hmac.new(s.hmac_secret.get_secret_value().encode(), body, hashlib.sha256)
             headers[s.hmac_header] = s.hmac_prefix + digest.hexdigest()
-        delay = s.backoff_s
+        delay = min(s.backoff_s, s.max_backoff_s)
         try:
             await self._post_with_retries(body, headers, delay)
         finally:
@@ -155,7 +155,7 @@ class HttpSink:
                 error=problem,
             )
             await anyio.sleep(wait)
-            delay *= 2
+            delay = min(delay * 2, s.max_backoff_s)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -126,7 +126,7 @@ class NatsSink:
             (self.subject(e), orjson.dumps(to_cloudevent(e)), _message_id(e)) for e in batch.events
         ]
         left = messages
-        delay = s.backoff_s
+        delay = min(s.backoff_s, s.max_backoff_s)
         attempts = 0
         try:
             while True:
@@ -154,7 +154,7 @@ class NatsSink:
                     error=problem,
                 )
                 await anyio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, s.max_backoff_s)
         finally:
             self.healthy = self._client.is_connected
 

@@ -239,9 +239,15 @@ async def test_http_sink_errors_show_the_url_masked(receiver: Receiver) -> None:
 
 async def test_http_sink_gives_up_after_its_retries(receiver: Receiver) -> None:
     receiver.fail_first = 100
-    with pytest.raises(HttpSinkError, match="failed 3 times: HTTP 503"):
-        await write(http_sink(receiver, retries=2), Batch(events()[:1]))
-    assert len(receiver.requests) == 3
+    with capture_logs() as logs, pytest.raises(HttpSinkError, match="failed 4 times: HTTP 503"):
+        await write(http_sink(receiver, retries=3, max_backoff_s=0.015), Batch(events()[:1]))
+    assert len(receiver.requests) == 4
+    # The delay doubles up to max_backoff_s: many retries never mean hours of waiting.
+    assert [e["retry_in_s"] for e in logs if e["event"] == "http_sink_retry"] == [
+        0.01,
+        0.015,
+        0.015,
+    ]
 
 
 # -- nats ----------------------------------------------------------------------------------
@@ -310,17 +316,19 @@ def nats_sink(nats_server: NatsServer, subject: str, **settings: Any) -> NatsSin
 async def test_nats_sink_without_a_stream_retries_with_backoff_then_names_the_subject(
     nats_server: NatsServer, nats_names: NatsNames
 ) -> None:
-    sink = nats_sink(nats_server, nats_names.prefix + ".{type}", retries=2, backoff_s=0.01)
+    sink = nats_sink(
+        nats_server, nats_names.prefix + ".{type}", retries=3, backoff_s=0.01, max_backoff_s=0.03
+    )
     with capture_logs() as logs, pytest.raises(NatsSinkError) as failure:
         await write(sink, Batch(events()[:1]))
 
     subject = f"{nats_names.prefix}.dev.cdevents.build.started.0.3.0"
     assert str(failure.value) == (
         f"nats sink bus: no JetStream stream captures subject {subject}: create one, or set "
-        "jetstream = false (1 of 1 events not published after 3 attempts)"
+        "jetstream = false (1 of 1 events not published after 4 attempts)"
     )
     retries = [e for e in logs if e["event"] == "nats_sink_retry"]
-    assert [(e["attempt"], e["retry_in_s"]) for e in retries] == [(1, 0.01), (2, 0.02)]
+    assert [(e["attempt"], e["retry_in_s"]) for e in retries] == [(1, 0.01), (2, 0.02), (3, 0.03)]
     assert sink.healthy  # giving up leaves it ready for the next write
 
 
