@@ -107,6 +107,8 @@ def normalise(
         return _cloudevent(doc, raw, origin, metadata, data_raw)
     if "context" in doc:
         raise Invalid("context: must be an object (a CDEvent's context)")
+    if doc.keys() == _GO_MICRO_FIELDS:
+        return _go_micro(doc, origin, metadata)
     return _plain(doc, raw, origin, metadata)
 
 
@@ -382,6 +384,54 @@ def _plain(
         received_at=origin.received_at,
         received_via=origin.received_via,
         metadata=metadata,
+    )
+
+
+# go-micro's events.Event as Go's encoding/json writes it: every field, no tags. oCIS (reva's
+# events.Publish) sends its events so, the event's JSON in Payload, its type and id in Metadata.
+_GO_MICRO_FIELDS = {"ID", "Topic", "Timestamp", "Metadata", "Payload"}
+
+
+def _go_micro(doc: dict[str, Any], origin: Origin, metadata: dict[str, Any]) -> Event:
+    """A go-micro event: the event in its Payload, stored as sent; the envelope in metadata."""
+    attributes = doc["Metadata"] if doc["Metadata"] is not None else {}
+    if not isinstance(attributes, dict):
+        raise Invalid("Metadata: must be an object")
+    event_type = (
+        _key(attributes, "eventtype", "Metadata.eventtype")
+        if "eventtype" in attributes
+        else origin.default_type
+    )
+    if event_type is None:
+        raise Invalid(
+            "Metadata.eventtype: missing: a go-micro event without one needs event_type on "
+            f"source {origin.received_via!r}"
+        )
+    if "eventid" in attributes:
+        event_id = _key(attributes, "eventid", "Metadata.eventid")
+    else:
+        event_id = origin.default_id or _key(doc, "ID", "ID")
+    try:
+        payload = base64.b64decode(doc["Payload"], validate=True)
+    except (TypeError, ValueError):
+        raise Invalid("Payload: not base64 (go-micro encodes the event's bytes so)") from None
+    try:
+        inner = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"Payload: not JSON: {exc}") from None
+    envelope = {k: v for k, v in doc.items() if k != "Payload"}
+    if _escapes_nul(envelope):  # kept in metadata, a jsonb column
+        raise Invalid("Metadata: contains \\u0000, which PostgreSQL jsonb cannot store")
+    return Event(
+        id=event_id,
+        source=origin.default_source or f"collector/{origin.received_via}",
+        type=event_type,
+        time=_time(doc["Timestamp"], "Timestamp", required=False) or origin.received_at,
+        family="raw",
+        payload=_payload(inner, payload),
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        metadata={**metadata, "gomicro": envelope},
     )
 
 
