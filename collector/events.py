@@ -230,6 +230,7 @@ def events_from_json(
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
         return events, rejected
+    origin = _one_event_per_id(origin, len(items))
     for index, item in enumerate(items):
         meta = {**metadata, "index": index}
         try:
@@ -249,6 +250,8 @@ def events_from_lines(
 ) -> None:
     """JSON lines (NDJSON), numbered from `first`, into events and rejections at
     f"line {number}"; blank lines are skipped."""
+    if origin.default_id is not None:
+        origin = _one_event_per_id(origin, sum(1 for line in lines if line.strip()))
     for number, line in enumerate(lines, start=first):
         line = line.strip()
         if not line:
@@ -258,6 +261,12 @@ def events_from_lines(
             events.append(event_from_json(line, origin, meta))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
+
+
+def _one_event_per_id(origin: Origin, events: int) -> Origin:
+    """An id from a header names one event. Given to each of several, it would store the first
+    and count the others as its replays: they get their content hash instead."""
+    return origin._replace(default_id=None) if events > 1 else origin
 
 
 def json_array_items(data: bytes) -> list[bytes] | None:

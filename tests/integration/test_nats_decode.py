@@ -201,6 +201,7 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         (f"{p}.builds.eu", b'{"build": 1}', None),
         (f"{p}.other", b'{"build": 2}', None),
         (f"{p}.builds.eu", b'[{"build": 3}, 7, {"build": 4}]', None),
+        (f"{p}.builds.eu", b'[{"build": 5}, {"build": 6}]', {"eventid": "one-for-two"}),
     ]
     _, decoded = decode_via_nats(
         nats_server,
@@ -212,7 +213,7 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         event_source="ocis",
         headers=["eventtype", "eventid"],
     )
-    ocis, mapped, unmapped, array = decoded
+    ocis, mapped, unmapped, array, shared = decoded
     (space,) = ocis.events
     assert (space.family, space.type, space.id, space.source) == (
         "raw",
@@ -236,6 +237,10 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         ("index 1", "an event must be a JSON object, not a number")
     ]
     assert not array.invalid
+    # A header's id names one event: the events of an array get their content hash instead
+    # (with one id, the second would count as a replay of the first, and be lost).
+    assert [len(e.id) for e in shared.events] == [64, 64]
+    assert shared.events[0].id != shared.events[1].id
 
 
 def test_ocis_events_are_read_as_ocis_publishes_them(

@@ -22,6 +22,8 @@ from collector.events import (
     binary_cdevent,
     binary_cloudevent,
     cdevent_from_json,
+    events_from_json,
+    events_from_lines,
     normalise,
 )
 from tests.conftest import SPEC
@@ -465,6 +467,23 @@ def test_a_context_that_is_no_object_is_not_taken_for_plain_json() -> None:
     assert rejection({"context": None}, PLAIN) == (
         "context: must be an object (a CDEvent's context)"
     )
+
+
+def test_an_id_header_names_one_event_not_each_of_several() -> None:
+    origin = PLAIN._replace(default_id="delivery-1")
+    (alone,), _ = events_from_json(b'[{"a": 1}]', origin, {})
+    several, _ = events_from_json(b'[{"a": 1}, {"a": 2}]', origin, {})
+    lines: list[Event] = []
+    events_from_lines([b'{"a": 1}', b"", b'{"a": 2}'], 1, origin, {}, lines, [])
+    line: list[Event] = []
+    events_from_lines([b'{"a": 1}', b""], 1, origin, {}, line, [])
+
+    assert alone.id == line[0].id == "delivery-1"
+    # Each gets its content hash: one id for all would keep the first and count the rest
+    # as its replays.
+    assert [e.id for e in several] == [e.id for e in lines]
+    assert len({e.id for e in several}) == 2
+    assert all(len(e.id) == 64 for e in several)
 
 
 # -- go-micro events (oCIS, reva) -------------------------------------------------------------
