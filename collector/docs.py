@@ -38,6 +38,10 @@ select time, source, type, payload from api.event('271069a8-fc18-44f1-b38f-9d70a
 -- the event history lookup: unknown ids are simply absent
 select id, type, time from api.events_by_id(array['7f1d3c2a-0000-4000-8000-000000000001',
                                                  'unknown-id']);""",
+    "events_mentioning": """\
+-- the events of the last two weeks naming a user (eventhistory's GetEventsForUser)
+select id, type, time, payload
+from api.events_mentioning('4c510ada-c86b-4815-8820-42cdf82c3d51', now() - interval '14 days');""",
     "schema_version": """\
 select api.schema_version();""",
     "pipeline_runs": """\

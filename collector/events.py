@@ -107,6 +107,8 @@ def normalise(
         return _cloudevent(doc, raw, origin, metadata, data_raw)
     if "context" in doc:
         raise Invalid("context: must be an object (a CDEvent's context)")
+    if doc.keys() == _GO_MICRO_FIELDS:
+        return _go_micro(doc, origin, metadata)
     return _plain(doc, raw, origin, metadata)
 
 
@@ -228,6 +230,7 @@ def events_from_json(
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), data, None, metadata))
         return events, rejected
+    origin = _one_event_per_id(origin, len(items))
     for index, item in enumerate(items):
         meta = {**metadata, "index": index}
         try:
@@ -247,6 +250,8 @@ def events_from_lines(
 ) -> None:
     """JSON lines (NDJSON), numbered from `first`, into events and rejections at
     f"line {number}"; blank lines are skipped."""
+    if origin.default_id is not None:
+        origin = _one_event_per_id(origin, sum(1 for line in lines if line.strip()))
     for number, line in enumerate(lines, start=first):
         line = line.strip()
         if not line:
@@ -256,6 +261,12 @@ def events_from_lines(
             events.append(event_from_json(line, origin, meta))
         except Invalid as exc:
             rejected.append(origin.reject(str(exc), line, f"line {number}", meta))
+
+
+def _one_event_per_id(origin: Origin, events: int) -> Origin:
+    """An id from a header names one event. Given to each of several, it would store the first
+    and count the others as its replays: they get their content hash instead."""
+    return origin._replace(default_id=None) if events > 1 else origin
 
 
 def json_array_items(data: bytes) -> list[bytes] | None:
@@ -382,6 +393,54 @@ def _plain(
         received_at=origin.received_at,
         received_via=origin.received_via,
         metadata=metadata,
+    )
+
+
+# go-micro's events.Event as Go's encoding/json writes it: every field, no tags. oCIS (reva's
+# events.Publish) sends its events so, the event's JSON in Payload, its type and id in Metadata.
+_GO_MICRO_FIELDS = {"ID", "Topic", "Timestamp", "Metadata", "Payload"}
+
+
+def _go_micro(doc: dict[str, Any], origin: Origin, metadata: dict[str, Any]) -> Event:
+    """A go-micro event: the event in its Payload, stored as sent; the envelope in metadata."""
+    attributes = doc["Metadata"] if doc["Metadata"] is not None else {}
+    if not isinstance(attributes, dict):
+        raise Invalid("Metadata: must be an object")
+    event_type = (
+        _key(attributes, "eventtype", "Metadata.eventtype")
+        if "eventtype" in attributes
+        else origin.default_type
+    )
+    if event_type is None:
+        raise Invalid(
+            "Metadata.eventtype: missing: a go-micro event without one needs event_type on "
+            f"source {origin.received_via!r}"
+        )
+    if "eventid" in attributes:
+        event_id = _key(attributes, "eventid", "Metadata.eventid")
+    else:
+        event_id = origin.default_id or _key(doc, "ID", "ID")
+    try:
+        payload = base64.b64decode(doc["Payload"], validate=True)
+    except (TypeError, ValueError):
+        raise Invalid("Payload: not base64 (go-micro encodes the event's bytes so)") from None
+    try:
+        inner = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"Payload: not JSON: {exc}") from None
+    envelope = {k: v for k, v in doc.items() if k != "Payload"}
+    if _escapes_nul(envelope):  # kept in metadata, a jsonb column
+        raise Invalid("Metadata: contains \\u0000, which PostgreSQL jsonb cannot store")
+    return Event(
+        id=event_id,
+        source=origin.default_source or f"collector/{origin.received_via}",
+        type=event_type,
+        time=_time(doc["Timestamp"], "Timestamp", required=False) or origin.received_at,
+        family="raw",
+        payload=_payload(inner, payload),
+        received_at=origin.received_at,
+        received_via=origin.received_via,
+        metadata={**metadata, "gomicro": envelope},
     )
 
 

@@ -307,14 +307,12 @@ class NatsSourceSettings(NatsConnectionSettings):
     event_type: str | None = Field(default=None, description="type for plain JSON")
     event_source: str | None = Field(default=None, description="source for plain JSON")
     type_header: str | None = Field(
-        default=None, description="plain JSON: header carrying the type (oCIS: eventtype)"
+        default=None, description="plain JSON: header carrying the type"
     )
-    id_header: str | None = Field(
-        default=None, description="plain JSON: header carrying the id (oCIS: eventid)"
-    )
+    id_header: str | None = Field(default=None, description="plain JSON: header carrying the id")
     subject_types: dict[str, str] = Field(
         default_factory=dict,
-        description="plain JSON: subject pattern → type, e.g. 'ocis.*' = 'com.owncloud.event'",
+        description="plain JSON: subject pattern → type, e.g. 'builds.*' = 'com.example.build'",
     )
     cluster: str | None = Field(default=None, description="lineprotocol: default cluster")
 

@@ -200,6 +200,10 @@ SELECT * FROM api.events_by_id(%(ids)s);
 -- lookup: 100 events of any family by id, a quarter of them ClusterCockpit messages
 SELECT * FROM api.events_by_id(%(mixed_ids)s);
 
+-- name: events_mentioning
+-- lookup: the events of the window naming a value at any depth (eventhistory's GetEventsForUser)
+SELECT * FROM api.events_mentioning(%(subject)s, %(from_time)s, %(to_time)s);
+
 -- name: rejected_events_latest
 -- table panel: the latest 1,000 rejected inputs received in the window
 SELECT * FROM api.rejected_events

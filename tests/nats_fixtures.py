@@ -8,7 +8,9 @@ tests never see each other's messages, even on a shared server.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -51,6 +53,34 @@ socket_hot,hostname=node001,type=socket event="throttling"
 socket_hot,hostname=node001,type=socket,type-id=1 event="throttling"
 # a comment line
 """
+
+
+def ocis_event(
+    event: bytes,
+    *,
+    event_type: str = "events.UploadReady",
+    event_id: str = "5b0f7e1c-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """A message as oCIS publishes one (reva's events.Publish through go-micro's natsjs
+    stream, on subject main-queue): go-micro's Event as JSON, with Go's field names and no
+    NATS headers; the event's own JSON base64-encoded in Payload, its type and id in
+    Metadata."""
+    if metadata is None:
+        metadata = {
+            "eventtype": event_type,
+            "eventid": event_id,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        }
+    return json.dumps(
+        {
+            "ID": "9d2c7a0e-go-micro",
+            "Topic": "main-queue",
+            "Timestamp": "2025-06-10T12:34:56.123456789+02:00",
+            "Metadata": metadata,
+            "Payload": base64.b64encode(event).decode(),
+        }
+    ).encode()
 
 
 def nats_server_binary() -> str:

@@ -35,3 +35,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     quick_start = [c.strip() for c in commands[0].strip().splitlines() if c.strip()]
     assert len(quick_start) == 2, "the quick start has exactly two commands"
     assert quick_start[1] in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_table_in_the_docs_has_a_header() -> None:
+    # A blank line inside a Markdown table ends it: the rows after it show as plain text.
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for table in re.findall(r"(?:^\|.*\n)+", text, re.M):
+            delimiter = table.splitlines()[1] if table.count("\n") > 1 else ""
+            assert re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", delimiter), (
+                f"{path.name}: a table without a header row: {table.splitlines()[0]}"
+            )

@@ -29,6 +29,7 @@ from tests.nats_fixtures import (
     NatsServer,
     PrivateNats,
     free_port,
+    ocis_event,
 )
 
 MakeCollector = Callable[..., CollectorProcess]
@@ -147,6 +148,7 @@ def test_every_payload_format_becomes_rows_with_transport_metadata(
             {"eventtype": "events.SpaceCreated", "eventid": "ocis-1"},
         ),
         (f"{p}.builds.eu", b'{"build": 42, "status": "green"}', None),
+        (f"{p}.main-queue", ocis_event(b'{"UploadID": "u1"}', event_id="ocis-2"), None),
     ]
     collector = collector_process(
         config(
@@ -165,7 +167,7 @@ def test_every_payload_format_becomes_rows_with_transport_metadata(
     wait_for(started(collector), timeout=60)
     nats_server.publish(messages)
 
-    expected = 2 + len(conformance) + 7 + 2  # the ClusterCockpit text holds 7 events
+    expected = 2 + len(conformance) + 7 + 3  # the ClusterCockpit text holds 7 events
     wait_for(lambda: count(db) == expected, timeout=60)
     wait_for(settled(nats_server, nats_names), timeout=30)
 
@@ -216,8 +218,13 @@ def test_every_payload_format_becomes_rows_with_transport_metadata(
     assert payload["SpaceID"] == "space-1"
     assert metadata["headers"] == {"eventtype": "events.SpaceCreated"}
     assert metadata["subject"] == f"{p}.ocis"
+    event_type, _, metadata, payload = rows[("raw", "ocis-2")]  # as oCIS publishes: no headers
+    assert (event_type, payload) == ("events.UploadReady", {"UploadID": "u1"})
+    assert metadata["gomicro"]["Topic"] == "main-queue"
     (build,) = [
-        v for (family, _), v in rows.items() if family == "raw" and v[0] != "events.SpaceCreated"
+        v
+        for (family, _), v in rows.items()
+        if family == "raw" and v[0] not in ("events.SpaceCreated", "events.UploadReady")
     ]
     assert build[0] == "com.example.build"
 

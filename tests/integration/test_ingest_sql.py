@@ -294,6 +294,35 @@ def test_events_by_id_returns_exactly_the_known_ones(db: Conn) -> None:
     assert [c.name for c in columns] == [c.name for c in view]
 
 
+def test_events_mentioning_a_user_as_eventhistory_finds_them(db: Conn) -> None:
+    # oCIS events name a user in fields that differ per event type (GetEventsForUser).
+    einstein = {"idp": "https://ocis", "opaque_id": "einstein-1"}
+    ingest(
+        db,
+        [
+            Ev("old", time=NOW - timedelta(days=30), payload={"Executant": einstein}),
+            Ev("upload", time=NOW - timedelta(days=2), payload={"SpaceOwner": einstein}),
+            Ev("share", time=NOW - timedelta(days=1), payload={"Grantees": [["einstein-1"]]}),
+            Ev("other", time=NOW - timedelta(days=1), payload={"Executant": {"opaque_id": "m"}}),
+            Ev("part", time=NOW, payload={"Path": "/users/einstein-1/x", "einstein-1": 1}),
+            Ev("null", time=NOW, payload={"Executant": None}),
+        ],
+    )
+    query = "SELECT id FROM api.events_mentioning(%s, %s, %s)"
+    week = (NOW - timedelta(days=7), NOW + timedelta(days=1))
+    with db.transaction(force_rollback=True):
+        db.execute("SET LOCAL ROLE collector_reader")
+        assert db.execute(query, ("einstein-1", *week)).fetchall() == [("upload",), ("share",)]
+        everything = "SELECT id FROM api.events_mentioning(%s, '-infinity')"
+        assert db.execute(everything, ("einstein-1",)).fetchall() == [
+            ("old",),
+            ("upload",),
+            ("share",),
+        ]
+        assert db.execute(query, (None, *week)).fetchall() == []
+        assert db.execute(query, ("einstein-1", NOW, NOW)).fetchall() == []  # [from, to)
+
+
 def test_lookup_by_id_probes_the_identity_key_and_one_partition_per_family(db: Conn) -> None:
     # A few thousand events over a year, three families: many partitions with rows in them.
     start = datetime(2024, 1, 1, tzinfo=UTC)

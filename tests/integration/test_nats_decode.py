@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from collector.settings import NatsSourceSettings
 from collector.sources.nats import Decoded, NatsSource
 from tests.conftest import SPEC
-from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer
+from tests.nats_fixtures import CLUSTERCOCKPIT, Message, NatsNames, NatsServer, ocis_event
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -201,6 +201,7 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         (f"{p}.builds.eu", b'{"build": 1}', None),
         (f"{p}.other", b'{"build": 2}', None),
         (f"{p}.builds.eu", b'[{"build": 3}, 7, {"build": 4}]', None),
+        (f"{p}.builds.eu", b'[{"build": 5}, {"build": 6}]', {"eventid": "one-for-two"}),
     ]
     _, decoded = decode_via_nats(
         nats_server,
@@ -212,7 +213,7 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         event_source="ocis",
         headers=["eventtype", "eventid"],
     )
-    ocis, mapped, unmapped, array = decoded
+    ocis, mapped, unmapped, array, shared = decoded
     (space,) = ocis.events
     assert (space.family, space.type, space.id, space.source) == (
         "raw",
@@ -236,6 +237,38 @@ def test_raw_json_takes_type_and_id_from_ocis_headers_or_the_subject_mapping(
         ("index 1", "an event must be a JSON object, not a number")
     ]
     assert not array.invalid
+    # A header's id names one event: the events of an array get their content hash instead
+    # (with one id, the second would count as a replay of the first, and be lost).
+    assert [len(e.id) for e in shared.events] == [64, 64]
+    assert shared.events[0].id != shared.events[1].id
+
+
+def test_ocis_events_are_read_as_ocis_publishes_them(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    # oCIS sends no NATS headers: type and id travel in the go-micro event's Metadata.
+    subject = f"{nats_names.prefix}.main-queue"
+    inner = b'{"Executant": {"opaque_id": "einstein"}, "SpaceID": "s1"}'
+    messages: list[Message] = [
+        (subject, ocis_event(inner, event_type="events.SpaceCreated"), None),
+        (subject, ocis_event(b"no json", event_id="bad-1"), None),
+    ]
+    _, (created, bad) = decode_via_nats(
+        nats_server, nats_names, messages, format="json", event_source="ocis"
+    )
+    (space,) = created.events
+    assert (space.family, space.type, space.id, space.source) == (
+        "raw",
+        "events.SpaceCreated",
+        "5b0f7e1c-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+        "ocis",
+    )
+    assert space.payload == inner
+    assert space.time == datetime(2025, 6, 10, 10, 34, 56, 123456, tzinfo=UTC)
+    assert space.metadata["subject"] == subject
+    assert space.metadata["gomicro"]["Metadata"]["eventtype"] == "events.SpaceCreated"
+    assert bad.invalid
+    assert bad.rejected[0].reason.startswith("Payload: not JSON")
 
 
 def test_invalid_payloads_are_rejected_with_their_bytes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,9 +22,12 @@ from collector.events import (
     binary_cdevent,
     binary_cloudevent,
     cdevent_from_json,
+    events_from_json,
+    events_from_lines,
     normalise,
 )
 from tests.conftest import SPEC
+from tests.nats_fixtures import ocis_event
 
 RECEIVED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 ORIGIN = Origin(received_via="inbox", received_at=RECEIVED)
@@ -463,6 +467,93 @@ def test_a_context_that_is_no_object_is_not_taken_for_plain_json() -> None:
     assert rejection({"context": None}, PLAIN) == (
         "context: must be an object (a CDEvent's context)"
     )
+
+
+def test_an_id_header_names_one_event_not_each_of_several() -> None:
+    origin = PLAIN._replace(default_id="delivery-1")
+    (alone,), _ = events_from_json(b'[{"a": 1}]', origin, {})
+    several, _ = events_from_json(b'[{"a": 1}, {"a": 2}]', origin, {})
+    lines: list[Event] = []
+    events_from_lines([b'{"a": 1}', b"", b'{"a": 2}'], 1, origin, {}, lines, [])
+    line: list[Event] = []
+    events_from_lines([b'{"a": 1}', b""], 1, origin, {}, line, [])
+
+    assert alone.id == line[0].id == "delivery-1"
+    # Each gets its content hash: one id for all would keep the first and count the rest
+    # as its replays.
+    assert [e.id for e in several] == [e.id for e in lines]
+    assert len({e.id for e in several}) == 2
+    assert all(len(e.id) == 64 for e in several)
+
+
+# -- go-micro events (oCIS, reva) -------------------------------------------------------------
+
+
+def test_a_go_micro_event_is_unwrapped_as_ocis_publishes_it() -> None:
+    # What reva's events.Publish sends through go-micro's natsjs stream: the event's JSON
+    # (Go field names) base64-encoded in Payload, its type and id in Metadata.
+    inner = b'{"SpaceOwner":{"idp":"https://ocis","opaque_id":"einstein"},"Failed":false}'
+    raw = ocis_event(inner)
+
+    event = normalise(orjson.loads(raw), raw, ORIGIN, {"subject": "main-queue"})
+
+    assert (event.family, event.id, event.type, event.source) == (
+        "raw",
+        "5b0f7e1c-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+        "events.UploadReady",
+        "collector/inbox",
+    )
+    assert event.time == datetime(2025, 6, 10, 10, 34, 56, 123456, tzinfo=UTC)
+    assert event.payload == inner  # what eventhistory hands out: the event itself, as sent
+    assert event.metadata == {
+        "subject": "main-queue",
+        "gomicro": {
+            "ID": "9d2c7a0e-go-micro",
+            "Topic": "main-queue",
+            "Timestamp": "2025-06-10T12:34:56.123456789+02:00",
+            "Metadata": {
+                "eventtype": "events.UploadReady",
+                "eventid": "5b0f7e1c-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            },
+        },
+    }
+
+
+def test_a_go_micro_event_without_eventid_or_eventtype_takes_its_id_and_the_default_type() -> None:
+    raw = ocis_event(b'{"a": 1}', metadata={})
+
+    event = normalise(orjson.loads(raw), raw, PLAIN, {})
+
+    assert (event.id, event.type) == ("9d2c7a0e-go-micro", "com.example.reading.v1")
+    assert rejection(orjson.loads(raw)) == (
+        "Metadata.eventtype: missing: a go-micro event without one needs event_type on "
+        "source 'inbox'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        ({"Payload": "not base64!"}, "Payload: not base64"),
+        ({"Payload": base64.b64encode(b"not json").decode()}, "Payload: not JSON: "),
+        ({"Payload": None}, "Payload: not base64"),
+        ({"Metadata": {"eventtype": 7}}, "Metadata.eventtype: must be a non-empty string"),
+        ({"Metadata": []}, "Metadata: must be an object"),
+        ({"Timestamp": "yesterday"}, "Timestamp: 'yesterday' is not an RFC 3339 timestamp"),
+        ({"Payload": base64.b64encode(b'{"a": "\\u0000"}').decode()}, "payload: contains"),
+    ],
+)
+def test_an_invalid_go_micro_event_is_rejected_naming_the_field(
+    edit: dict[str, Any], reason: str
+) -> None:
+    doc = {**orjson.loads(ocis_event(b"{}")), **edit}
+    assert rejection(doc, PLAIN).startswith(reason)
+
+
+def test_json_with_other_fields_than_a_go_micro_event_stays_plain_json() -> None:
+    doc = {**orjson.loads(ocis_event(b"{}")), "extra": 1}
+    assert normalise(doc, None, PLAIN, {}).payload == orjson.dumps(doc)
 
 
 # -- the CDEvents vocabulary ------------------------------------------------------------------
