@@ -133,6 +133,10 @@ def shape_problems(
             problems.append("logs needs a time column")
         if not text:
             problems.append("logs needs a text column (the line)")
+        else:  # the first text column is the line the panel shows
+            line = columns.index(text[0])
+            if any(row[line] is None for row in rows):
+                problems.append(f"null in column {text[0].name}: the logs panel shows no line")
     return problems
 
 
