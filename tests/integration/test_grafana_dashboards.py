@@ -191,6 +191,39 @@ def test_data_links_open_existing_dashboards_with_their_variables() -> None:
     assert links >= 2
 
 
+# Grafana's time units rescale a value to the largest unit that fits (valueFormats toHours:
+# 2,000 in `h` shows as "11.9 week"). Right for a duration, wrong under a name that says
+# "hours" or "(h)", and wrong for an amount that is not a duration, such as node hours.
+TIME_UNITS = {"ns", "µs", "ms", "s", "m", "h", "d"}
+IN_HOURS = re.compile(r"\bhours?\b|\(h\)", re.I)
+
+
+def test_values_named_in_hours_are_not_rescaled_by_a_time_unit() -> None:
+    for name, dashboard in load_dashboards().items():
+        for panel in panels(dashboard):
+            config = panel.get("fieldConfig", {})
+            default = config.get("defaults", {}).get("unit")
+            units = {
+                override["matcher"]["options"]: prop["value"]
+                for override in config.get("overrides", [])
+                if override["matcher"]["id"] == "byName"
+                for prop in override["properties"]
+                if prop["id"] == "unit"
+            }
+            aliases = [
+                alias
+                for target in panel.get("targets", [])
+                for alias in re.findall(r'\bAS\s+"([^"]+)"', target.get("rawSql", ""), re.I)
+            ]
+            for text, unit in [
+                (panel.get("title", ""), default),
+                *((alias, units.get(alias, default)) for alias in aliases),
+            ]:
+                assert not (unit in TIME_UNITS and IN_HOURS.search(text)), (
+                    f"{name}: panel {panel.get('title')!r}: {text!r} has unit {unit!r}"
+                )
+
+
 def _links(panel: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for override in panel.get("fieldConfig", {}).get("overrides", []):
         for prop in override["properties"]:
