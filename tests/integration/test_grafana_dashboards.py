@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -433,3 +433,28 @@ def _linking_panel(dashboard: dict[str, Any], name: str) -> tuple[Query, str]:
             if f"var-{name}=" in link["url"] and link["url"].startswith(f"/d/{dashboard['uid']}/"):
                 return query, link["field"]
     raise AssertionError(f"{dashboard['uid']}: no data link sets {name}")
+
+
+def test_the_job_list_of_a_past_range_holds_the_jobs_that_ran_then(
+    reader: psycopg.Connection[Any],
+) -> None:
+    """Zoomed to a past day, HPC's job list shows the jobs that ran that day: those that
+    started or stopped in it and those running through it, not the jobs running now."""
+    dashboard = load_dashboards()["hpc.json"]
+    grafana = Grafana(reader, dashboard)
+    now = datetime.now(UTC)
+    grafana.range = TimeRange(now - timedelta(days=3), now - timedelta(days=2))
+    [query] = [q for q in queries(dashboard) if q.panel == "Jobs" and q.panel_type == "table"]
+    [later] = reader.execute(
+        "SELECT count(*) FROM api.jobs WHERE state = 'running' AND start_time > %s",
+        [grafana.range.end],
+    ).fetchall()
+    assert later[0] > 0, "no job started after the range runs now"
+
+    result = grafana.check(query, grafana.resolve_variables(), "past day", True)
+    assert grafana.problems == [], "\n\n".join(grafana.problems)
+    names = [c.name for c in result.columns]
+    for row in result.rows:
+        start, stop = row[names.index("start_time")], row[names.index("stop_time")]
+        assert (start or stop) <= grafana.range.end, row
+        assert stop is None or stop >= grafana.range.start, row
