@@ -54,6 +54,7 @@ from tests.grafana_macros import (
     metric_find_values,
     variable_references,
 )
+from tests.integration.cdevents_factory import cdevent, ingest
 
 EXPECTED_UIDS = {
     "collector-dora", "collector-delivery", "collector-pipelines", "collector-deployments",
@@ -250,6 +251,22 @@ NODE_LINES = (
 )
 
 
+# A test case that fails every time it runs: broken, not flaky.
+ALWAYS_FAILS = "test_always_fails"
+
+
+def always_failing_test(now: datetime) -> list[dict[str, Any]]:
+    case = {"testCase": {"id": ALWAYS_FAILS, "name": ALWAYS_FAILS}}
+    return [
+        cdevent("0.4", "testcaserun", predicate, f"{ALWAYS_FAILS}-{run}", at, content)
+        for run in (1, 2)
+        for predicate, at, content in (
+            ("started", now - timedelta(hours=run, minutes=1), case),
+            ("finished", now - timedelta(hours=run), {**case, "outcome": "failure"}),
+        )
+    ]
+
+
 @pytest.fixture(scope="module")
 def demo_database(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A migrated database filled by `collector demo`, plus a node's replay and bad lines
@@ -271,6 +288,7 @@ def demo_database(pg_admin_url: str, template_db: str) -> Iterator[str]:
             assert (result.stored, len(result.duplicates), result.rejected) == (
                 2 - 2 * duplicates, 2 * duplicates, 2,
             )  # fmt: skip
+        ingest(url, [always_failing_test(now)])
         yield url
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
@@ -458,3 +476,22 @@ def test_the_job_list_of_a_past_range_holds_the_jobs_that_ran_then(
         start, stop = row[names.index("start_time")], row[names.index("stop_time")]
         assert (start or stop) <= grafana.range.end, row
         assert stop is None or stop >= grafana.range.start, row
+
+
+def test_the_flakiest_tests_both_passed_and_failed(reader: psycopg.Connection[Any]) -> None:
+    """A test that never passed is broken, not flaky: Pipelines' flakiest tests leave it out."""
+    dashboard = load_dashboards()["pipelines.json"]
+    grafana = Grafana(reader, dashboard)
+    [query] = [q for q in queries(dashboard) if q.panel == "Flakiest tests"]
+    [runs] = reader.execute(
+        "SELECT count(*) FROM api.test_case_runs WHERE test_case_name = %s AND outcome = 'failure'",
+        [ALWAYS_FAILS],
+    ).fetchall()
+    assert runs[0] == 2
+
+    result = grafana.check(query, grafana.resolve_variables(), "All", True)
+    assert grafana.problems == [], "\n\n".join(grafana.problems)
+    names = [c.name for c in result.columns]
+    for row in result.rows:
+        assert row[names.index("passes")] > 0, row
+        assert row[names.index("failures")] > 0, row
