@@ -49,6 +49,7 @@ from tests.grafana_macros import (
     ALL,
     TimeRange,
     Variable,
+    calculate_interval,
     dashboard_range,
     interpolate,
     metric_find_values,
@@ -335,11 +336,15 @@ class Grafana:
         self.problems: list[str] = []
         self.executed = 0
 
+    @staticmethod
+    def resolution(panel: dict[str, Any] | None) -> int:
+        if panel is None:
+            return 1000
+        # maxDataPoints, else the panel's width in pixels
+        return int(panel.get("maxDataPoints") or round(panel["gridPos"]["w"] / 24 * 1800))
+
     def run(self, raw_sql: str, state: dict[str, Variable], panel: dict[str, Any] | None) -> Any:
-        resolution = 1000
-        if panel is not None:  # maxDataPoints, else the panel's width in pixels
-            resolution = panel.get("maxDataPoints") or round(panel["gridPos"]["w"] / 24 * 1800)
-        sql = interpolate(raw_sql, state, self.range, resolution=resolution)
+        sql = interpolate(raw_sql, state, self.range, resolution=self.resolution(panel))
         self.executed += 1
         cursor = self.conn.execute(sql.encode())
         assert cursor.description is not None
@@ -384,9 +389,27 @@ class Grafana:
             return None
         for problem in shape_problems(query, result.columns, result.rows):
             self.problems.append(f"{where}: {problem}\n{sql}")
+        if query.format == "time_series":
+            for problem in self.outside_range(query, result):
+                self.problems.append(f"{where}: {problem}\n{sql}")
         if need_rows and not result.rows:
             self.problems.append(f"{where}: no rows\n{sql}")
         return result
+
+    def outside_range(self, query: Query, result: Result) -> list[str]:
+        """Points a time series panel does not draw: its x axis is the dashboard's time range.
+        $__timeGroup puts the first group's point up to one $__interval before the range."""
+        _, interval_ms = calculate_interval(self.range, self.resolution(query.panel_json))
+        earliest = self.range.start - timedelta(milliseconds=interval_ms)
+        index = [c.name for c in result.columns].index("time")
+        problems = []
+        for row in result.rows:
+            moment = row[index]
+            if not isinstance(moment, datetime):
+                moment = datetime.fromtimestamp(float(moment), UTC)
+            if not earliest <= moment <= self.range.end:
+                problems.append(f"a point at {moment} is outside the time range {self.range}")
+        return problems
 
 
 def scenarios(state: dict[str, Variable]) -> Iterator[tuple[str, dict[str, Variable], bool]]:
