@@ -5,7 +5,8 @@ interpolated as Grafana would (tests/grafana_macros.py: template variables in th
 the PostgreSQL data source's macros) and executed as a login role that is only a member of
 collector_reader, against a database filled by `collector demo`. Each query must succeed,
 return rows and return the columns its panel needs, with every variable at All, at every value
-listed, at one value, and with a value that holds a quote. The files themselves are checked
+listed, at one value, and with a value that holds a quote; and over a week with no data,
+where it must still succeed in its panel's shape. The files themselves are checked
 too: JSON and YAML parse, stable unique uids, the provisioned data source on every panel,
 raw SQL in code mode, only `api` objects, variables defined and quoted with :sqlstring.
 """
@@ -464,6 +465,10 @@ def test_every_panel_runs_as_grafana_would(reader: psycopg.Connection[Any], file
                 for option in variable.options:
                     chosen = {**state, variable.name: replace(variable, current=option)}
                     grafana.check(query, chosen, f"{variable.name}={option}", True)
+    # A week with no data: every panel still answers, empty or zero, in its panel's shape.
+    grafana.range = TimeRange(datetime(2001, 1, 1, tzinfo=UTC), datetime(2001, 1, 8, tzinfo=UTC))
+    for query in all_queries:
+        grafana.check(query, state, "empty range", False)
     assert grafana.problems == [], "\n\n".join(grafana.problems)
     assert grafana.executed >= len(all_queries)
 
