@@ -13,6 +13,7 @@ raw SQL in code mode, only `api` objects, variables defined and quoted with :sql
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -29,7 +30,7 @@ import yaml
 from psycopg.conninfo import make_conninfo
 
 from tests.clustercockpit import store
-from tests.conftest import dsn_as_url, with_dbname
+from tests.conftest import REPO, dsn_as_url, with_dbname
 from tests.grafana_dashboards import (
     DASHBOARDS,
     DATASOURCE_TYPE,
@@ -89,6 +90,23 @@ def test_provisioning_files_parse_and_name_the_datasource_the_dashboards_use() -
     assert provider["folder"] == "Collector"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards/collector"
     assert provider["options"]["foldersFromFilesStructure"] is False
+
+
+def test_the_readme_creates_the_datasource_the_provisioning_file_does() -> None:
+    """Grafana's UI cannot give a data source a uid: the README's way without provisioning
+    is the HTTP API, with the uid, type and settings the dashboards expect."""
+    readme = (REPO / "README.md").read_text()
+    [body] = re.findall(r"/api/datasources -d '(\{.*?\})'", readme, re.S)
+    created = json.loads(body)
+    [provisioned] = yaml.safe_load(
+        (GRAFANA / "provisioning/datasources/collector.yaml").read_text()
+    )["datasources"]
+    for key in ("name", "uid", "type", "access"):
+        assert created[key] == provisioned[key], key
+    for key in ("postgresVersion", "timescaledb", "timeInterval"):
+        assert created["jsonData"][key] == provisioned["jsonData"][key], key
+    assert set(created["jsonData"]) >= {"database", "sslmode"}
+    assert set(created["secureJsonData"]) == {"password"}
 
 
 def test_dashboards_load_with_stable_unique_uids() -> None:
