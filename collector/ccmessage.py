@@ -58,9 +58,8 @@ def decode(
     result = Decoded()
     text = data if isinstance(data, str) else _utf8_lines(data, origin, metadata, result)
     not_utf8 = bool(result.rejected)
-    lines = text.split("\n")
-    for number, parsed in parse_lines(text):
-        raw = lines[number - 1].strip().encode()
+    for number, line, parsed in parse_lines(text):
+        raw = line.encode()
         meta = {**(metadata or {}), "line": number}
         try:
             if isinstance(parsed, LineProtocolError):

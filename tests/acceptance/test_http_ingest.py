@@ -1074,6 +1074,10 @@ def test_line_protocol_events_logs_and_metrics(client: httpx.Client, db_url: str
             f"mem_used,hostname={host},type=node value=12i {base_s}",
             f'job,function=start_job,hostname={host} event="{{\\"jobId\\": 123, '
             f'\\"user\\": \\"alice\\"}}" {base_s + 2}',
+            # A log of several lines as cc-metric-collector's encoder writes it (\n, \t), then
+            # as influxdb-client-go does (ccMessage.ToLineProtocol): line breaks as they are.
+            f'ccmc,hostname={host},loglevel=error log="likwid:\\n\\tno \\"perf\\"" {base_s}',
+            f'ccmc,hostname={host},loglevel=warn log="slow\n\tC:\\\\tmp\n" {base_s}',
             "",
         ]
     )
@@ -1081,9 +1085,11 @@ def test_line_protocol_events_logs_and_metrics(client: httpx.Client, db_url: str
     assert response.status_code == 202, response.text
     answer = response.json()
     assert set(answer) == {"accepted", "duplicates", "ids", "metrics_skipped"}
-    assert (answer["accepted"], answer["duplicates"], answer["metrics_skipped"]) == (3, 0, 2)
+    assert (answer["accepted"], answer["duplicates"], answer["metrics_skipped"]) == (5, 0, 2)
     stored = cc_rows(db_url, answer["ids"])
-    rebooted, kernel, job = (stored[i] for i in answer["ids"])
+    rebooted, kernel, job, escaped, verbatim = (stored[i] for i in answer["ids"])
+    assert escaped[5]["fields"]["log"] == 'likwid:\n\tno "perf"'
+    assert verbatim[5]["fields"]["log"] == "slow\n\tC:\\tmp\n"
     assert rebooted[1:3] == (f"/clusters/fritz/hosts/{host}", "org.clustercockpit.event.rebooted")
     assert rebooted[3] == datetime.fromtimestamp(base_s, UTC)
     assert rebooted[4] == host
@@ -1104,7 +1110,7 @@ def test_line_protocol_events_logs_and_metrics(client: httpx.Client, db_url: str
     assert job[5]["tags"]["function"] == "start_job"
 
     again = client.post("/api/write?cluster=fritz", content=body.encode())
-    assert again.json()["duplicates"] == 3
+    assert again.json()["duplicates"] == 5
 
 
 def test_line_protocol_timestamp_precision(client: httpx.Client, db_url: str) -> None:
