@@ -259,7 +259,7 @@ def _security(
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "Ed25519-signed JWT (EdDSA); exp and nbf enforced when present",
+                "description": "Ed25519-signed JWT (EdDSA); exp, nbf and iat enforced when present",
             },
             header: {
                 "type": "apiKey",
