@@ -118,6 +118,15 @@ def check_tags(tags: dict[str, str]) -> None:
             raise Invalid(f"tag {name}: {value!r} is not a {name} (empty, or contains '/')")
 
 
+def _json_cluster(data: Any) -> str | None:
+    """The `cluster` of an event's JSON, as cc-backend's job and node state events carry it
+    (they have no tags), when it is a cluster name."""
+    value = data.get("cluster") if isinstance(data, dict) else None
+    if isinstance(value, str) and value.strip() and "/" not in value:
+        return value
+    return None
+
+
 def _from_ns(ns: int) -> datetime:
     seconds, rest = divmod(ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
@@ -135,15 +144,19 @@ def to_event(
     kind = point.kind
     tags = dict(point.tags)
     check_tags(tags)
-    cluster_name = tags.get("cluster") or cluster
+    message = point.fields[kind]
+    assert isinstance(message, str)
+    data: Any = None
+    if kind == "event" and message[:1] in "{[":
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(message)  # job events carry the job as JSON
+    cluster_name = tags.get("cluster") or cluster or _json_cluster(data)
     if not cluster_name:
         raise Invalid("tag cluster: missing (add the tag, ?cluster=<name>, or configure cluster)")
     tags.setdefault("cluster", cluster_name)
     name = point.measurement
     if name == "job" and tags.get("function") in JOB_FUNCTIONS:
         name = tags["function"]
-    message = point.fields[kind]
-    assert isinstance(message, str)
     for key, value in point.fields.items():
         # Line protocol integers are 64-bit (i signed, u unsigned); JSON output needs that too.
         if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
@@ -166,9 +179,8 @@ def to_event(
         "fields": point.fields,
         "timestamp_ns": ns,
     }
-    if kind == "event" and message[:1] in "{[":
-        with contextlib.suppress(orjson.JSONDecodeError):
-            document["data"] = orjson.loads(message)  # job events carry the job as JSON
+    if data is not None:
+        document["data"] = data
     payload = orjson.dumps(document)
     if payload.find(b"\\u0000") >= 0 or "\x00" in name:
         raise Invalid("line: contains a NUL character, which PostgreSQL cannot store")
