@@ -38,7 +38,7 @@ class Decoded:
     events: list[Event] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
     metrics_skipped: int = 0
-    other_skipped: int = 0  # control messages: not stored
+    other_skipped: int = 0  # control and query messages: requests, not stored
 
 
 def decode(
@@ -68,7 +68,7 @@ def decode(
             if kind == "metric":
                 result.metrics_skipped += 1
                 continue
-            if kind == "control":
+            if kind in ("control", "query"):
                 result.other_skipped += 1
                 continue
             result.events.append(

@@ -3,7 +3,7 @@
 `measurement[,tag=value…] field=value[,field=value…] [timestamp]` — one point per line (more
 when a string field holds line breaks); '#' lines are comments. ClusterCockpit tells the kind of
 a message by its field: `event` (a string) is an event, `log` a log line, `control` a control
-message, `value` a metric.
+message, `query` a query (cc-lib's NewQuery), `value` a metric.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FieldValue = str | float | int | bool
-Kind = Literal["event", "log", "control", "metric"]
+Kind = Literal["event", "log", "control", "query", "metric"]
 
 _LINE = re.compile(
     r"(?P<key>(?:[^ \\]|\\.)+) +"
@@ -47,14 +47,14 @@ class Point:
 
     @property
     def kind(self) -> Kind:
-        """What ClusterCockpit makes of it: the first of event, log, control, metric."""
-        for kind in ("event", "log", "control"):
+        """What ClusterCockpit makes of it: the first of event, log, control, query, metric."""
+        for kind in ("event", "log", "control", "query"):
             if isinstance(self.fields.get(kind), str):
                 return kind
         if "value" in self.fields:
             return "metric"
         raise LineProtocolError(
-            "no ClusterCockpit field: expected a string field event, log or control, "
+            "no ClusterCockpit field: expected a string field event, log, control or query, "
             "or a numeric field value"
         )
 

@@ -26,6 +26,15 @@ def test_events_and_logs_get_their_own_families() -> None:
     assert decoded.metrics_skipped == 1
 
 
+def test_control_and_query_messages_are_skipped_not_rejected() -> None:
+    decoded = ccmessage.decode(
+        'freq,cluster=fritz,hostname=f0101,method=PUT control="2400" 1700000000\n'
+        'energy,cluster=fritz,hostname=f0101 query="SELECT power" 1700000000\n',
+        ORIGIN,
+    )
+    assert (decoded.events, decoded.rejected, decoded.other_skipped) == ([], [], 2)
+
+
 def test_job_events_in_both_spellings_get_one_type_and_their_job() -> None:
     job = '"{\\"jobId\\":1001,\\"user\\":\\"alice\\"}"'
     decoded = ccmessage.decode(

@@ -25,6 +25,7 @@ def test_log_metric_and_control_kinds() -> None:
     assert parse_line('slurmd,hostname=n1,loglevel=warn log="disk almost full"').kind == "log"
     assert parse_line("cpu_load,hostname=n1,type=node value=1.5 1700000000").kind == "metric"
     assert parse_line('freq,hostname=n1,method=PUT control="2400"').kind == "control"
+    assert parse_line('energy,hostname=n1 query="SELECT power"').kind == "query"  # cc-lib NewQuery
     with pytest.raises(LineProtocolError, match="no ClusterCockpit field"):
         _ = parse_line("weird,hostname=n1 count=3i").kind
 
