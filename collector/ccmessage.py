@@ -114,17 +114,20 @@ def check_tags(tags: dict[str, str]) -> None:
             raise Invalid(f"tag type-id: missing (type={level} needs the {level}'s id)")
     for name in ("cluster", "hostname"):
         value = tags.get(name)
-        if value is not None and ("/" in value or not value.strip()):
+        if value is not None and not is_name(value):
             raise Invalid(f"tag {name}: {value!r} is not a {name} (empty, or contains '/')")
+
+
+def is_name(value: str) -> bool:
+    """Whether `value` may be a cluster or host name: a part of /clusters/<c>/hosts/<h>."""
+    return "/" not in value and bool(value.strip())
 
 
 def _json_cluster(data: Any) -> str | None:
     """The `cluster` of an event's JSON, as cc-backend's job and node state events carry it
     (they have no tags), when it is a cluster name."""
     value = data.get("cluster") if isinstance(data, dict) else None
-    if isinstance(value, str) and value.strip() and "/" not in value:
-        return value
-    return None
+    return value if isinstance(value, str) and is_name(value) else None
 
 
 def _from_ns(ns: int) -> datetime:
@@ -153,6 +156,11 @@ def to_event(
     cluster_name = tags.get("cluster") or cluster or _json_cluster(data)
     if not cluster_name:
         raise Invalid("tag cluster: missing (add the tag, ?cluster=<name>, or configure cluster)")
+    if not is_name(cluster_name):  # the tag is checked above, the JSON's in _json_cluster
+        raise Invalid(
+            f"cluster {cluster_name!r} (?cluster= or the source's cluster): not a cluster name "
+            "(empty, or contains '/')"
+        )
     tags.setdefault("cluster", cluster_name)
     name = point.measurement
     if name == "job" and tags.get("function") in JOB_FUNCTIONS:

@@ -75,6 +75,16 @@ def test_events_without_a_cluster_tag_take_the_cluster_of_their_json() -> None:
     assert (tagged.source, configured.source) == ("/clusters/c1", "/clusters/c2")
 
 
+def test_a_cluster_given_with_the_request_is_checked_like_the_tag() -> None:
+    line = 'node_state,hostname=f0101 event="drained" 1700000000'
+    for given in ("a/b", " "):
+        [rejected] = ccmessage.decode(line, ORIGIN, cluster=given).rejected
+        assert rejected.reason == (
+            f"cluster {given!r} (?cluster= or the source's cluster): not a cluster name "
+            "(empty, or contains '/')"
+        )
+
+
 def event(doc: dict[str, object]) -> str:
     """A JSON document as a line-protocol string field."""
     return '"' + orjson.dumps(doc).decode().replace('"', '\\"') + '"'
