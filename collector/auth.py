@@ -113,8 +113,9 @@ class HmacAuth:
 class JwtAuth:
     """An Ed25519-signed JWT (alg EdDSA) as ClusterCockpit issues them.
 
-    The token comes in `Authorization: Bearer` or `X-Auth-Token`; `exp` and `nbf` are
-    enforced when present. Public keys are base64 of the raw 32 bytes; several may be valid.
+    The token comes in `Authorization: Bearer` or `X-Auth-Token`; `exp`, `nbf` and `iat` are
+    enforced when present (as golang-jwt does for cc-event-store); `sub` and `roles` are not
+    checked. Public keys are base64 of the raw 32 bytes; several may be valid.
     """
 
     def __init__(self, public_keys: Sequence[str]) -> None:
@@ -135,9 +136,10 @@ class JwtAuth:
                 return
             except jwt.ExpiredSignatureError:
                 raise AuthError(403, "invalid token: expired (exp is in the past)") from None
-            except jwt.ImmatureSignatureError:
+            except jwt.ImmatureSignatureError as exc:
+                claim = "iat" if "(iat)" in str(exc) else "nbf"  # PyJWT names the claim so
                 raise AuthError(
-                    403, "invalid token: not valid yet (nbf is in the future)"
+                    403, f"invalid token: not valid yet ({claim} is in the future)"
                 ) from None
             except jwt.InvalidSignatureError:
                 problem = "invalid token: signature does not match any configured key"

@@ -38,7 +38,7 @@ class Decoded:
     events: list[Event] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
     metrics_skipped: int = 0
-    other_skipped: int = 0  # control messages: not stored
+    other_skipped: int = 0  # control and query messages: requests, not stored
 
 
 def decode(
@@ -58,9 +58,8 @@ def decode(
     result = Decoded()
     text = data if isinstance(data, str) else _utf8_lines(data, origin, metadata, result)
     not_utf8 = bool(result.rejected)
-    lines = text.split("\n")
-    for number, parsed in parse_lines(text):
-        raw = lines[number - 1].strip().encode()
+    for number, line, parsed in parse_lines(text):
+        raw = line.encode()
         meta = {**(metadata or {}), "line": number}
         try:
             if isinstance(parsed, LineProtocolError):
@@ -69,7 +68,7 @@ def decode(
             if kind == "metric":
                 result.metrics_skipped += 1
                 continue
-            if kind == "control":
+            if kind in ("control", "query"):
                 result.other_skipped += 1
                 continue
             result.events.append(
@@ -115,8 +114,20 @@ def check_tags(tags: dict[str, str]) -> None:
             raise Invalid(f"tag type-id: missing (type={level} needs the {level}'s id)")
     for name in ("cluster", "hostname"):
         value = tags.get(name)
-        if value is not None and ("/" in value or not value.strip()):
+        if value is not None and not is_name(value):
             raise Invalid(f"tag {name}: {value!r} is not a {name} (empty, or contains '/')")
+
+
+def is_name(value: str) -> bool:
+    """Whether `value` may be a cluster or host name: a part of /clusters/<c>/hosts/<h>."""
+    return "/" not in value and bool(value.strip())
+
+
+def _json_cluster(data: Any) -> str | None:
+    """The `cluster` of an event's JSON, as cc-backend's job and node state events carry it
+    (they have no tags), when it is a cluster name."""
+    value = data.get("cluster") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and is_name(value) else None
 
 
 def _from_ns(ns: int) -> datetime:
@@ -136,15 +147,24 @@ def to_event(
     kind = point.kind
     tags = dict(point.tags)
     check_tags(tags)
-    cluster_name = tags.get("cluster") or cluster
+    message = point.fields[kind]
+    assert isinstance(message, str)
+    data: Any = None
+    if kind == "event" and message[:1] in "{[":
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(message)  # job events carry the job as JSON
+    cluster_name = tags.get("cluster") or cluster or _json_cluster(data)
     if not cluster_name:
         raise Invalid("tag cluster: missing (add the tag, ?cluster=<name>, or configure cluster)")
+    if not is_name(cluster_name):  # the tag is checked above, the JSON's in _json_cluster
+        raise Invalid(
+            f"cluster {cluster_name!r} (?cluster= or the source's cluster): not a cluster name "
+            "(empty, or contains '/')"
+        )
     tags.setdefault("cluster", cluster_name)
     name = point.measurement
     if name == "job" and tags.get("function") in JOB_FUNCTIONS:
         name = tags["function"]
-    message = point.fields[kind]
-    assert isinstance(message, str)
     for key, value in point.fields.items():
         # Line protocol integers are 64-bit (i signed, u unsigned); JSON output needs that too.
         if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
@@ -167,9 +187,8 @@ def to_event(
         "fields": point.fields,
         "timestamp_ns": ns,
     }
-    if kind == "event" and message[:1] in "{[":
-        with contextlib.suppress(orjson.JSONDecodeError):
-            document["data"] = orjson.loads(message)  # job events carry the job as JSON
+    if data is not None:
+        document["data"] = data
     payload = orjson.dumps(document)
     if payload.find(b"\\u0000") >= 0 or "\x00" in name:
         raise Invalid("line: contains a NUL character, which PostgreSQL cannot store")

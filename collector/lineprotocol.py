@@ -1,8 +1,9 @@
 """InfluxDB line protocol, and the ClusterCockpit message kinds carried in it (CCMessages).
 
-`measurement[,tag=value…] field=value[,field=value…] [timestamp]` — one point per line; '#'
-lines are comments. ClusterCockpit tells the kind of a message by its field: `event` (a
-string) is an event, `log` a log line, `control` a control message, `value` a metric.
+`measurement[,tag=value…] field=value[,field=value…] [timestamp]` — one point per line (more
+when a string field holds line breaks); '#' lines are comments. ClusterCockpit tells the kind of
+a message by its field: `event` (a string) is an event, `log` a log line, `control` a control
+message, `query` a query (cc-lib's NewQuery), `value` a metric.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FieldValue = str | float | int | bool
-Kind = Literal["event", "log", "control", "metric"]
+Kind = Literal["event", "log", "control", "query", "metric"]
 
 _LINE = re.compile(
     r"(?P<key>(?:[^ \\]|\\.)+) +"
@@ -22,7 +23,12 @@ _LINE = re.compile(
 )
 _FIELD = re.compile(r'((?:[^,=\\ ]|\\.)+)=("(?:[^"\\]|\\.)*"|[^,"]*)(,|$)', re.DOTALL)
 _UNESCAPE_KEY = re.compile(r"\\([,= \\])")
-_UNESCAPE_STRING = re.compile(r'\\(["\\])')
+# As InfluxDB's and ClusterCockpit's decoders read string fields: \n \r \t are line break,
+# carriage return and tab (ClusterCockpit's encoder writes them so); other backslashes stay.
+_UNESCAPE_STRING = re.compile(r'\\(["\\nrt])')
+_STRING_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+_KEY_PART = re.compile(r"(?:[^ \\]|\\.)*")
+_ESCAPE = re.compile(r"\\.")
 _SPLIT_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
@@ -41,30 +47,61 @@ class Point:
 
     @property
     def kind(self) -> Kind:
-        """What ClusterCockpit makes of it: the first of event, log, control, metric."""
-        for kind in ("event", "log", "control"):
+        """What ClusterCockpit makes of it: the first of event, log, control, query, metric."""
+        for kind in ("event", "log", "control", "query"):
             if isinstance(self.fields.get(kind), str):
                 return kind
         if "value" in self.fields:
             return "metric"
         raise LineProtocolError(
-            "no ClusterCockpit field: expected a string field event, log or control, "
+            "no ClusterCockpit field: expected a string field event, log, control or query, "
             "or a numeric field value"
         )
 
 
-def parse_lines(text: str) -> list[tuple[int, Point | LineProtocolError]]:
-    """Each non-blank, non-comment line with its 1-based number, parsed or with its error."""
-    results: list[tuple[int, Point | LineProtocolError]] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+def parse_lines(text: str) -> list[tuple[int, str, Point | LineProtocolError]]:
+    """Each entry but blank and comment lines: the number of its first line, its text, and its
+    point or what is wrong with it.
+
+    An entry is one line, or more when a string field holds line breaks as they are
+    (influxdb-client-go writes them so; InfluxDB's and ClusterCockpit's decoders read on to the
+    closing quote). When the string never closes, or the lines joined are no point, the entry
+    is its first line alone: a stray quote spoils only its own line.
+    """
+    lines = text.split("\n")
+    # closes[i]: the line at whose end a string open at the start of line i is closed (None:
+    # never). Each line is scanned once, and lines joined in vain are not joined again up to
+    # the same end, so a body of stray quotes costs no more than another.
+    closes: list[int | None] = [None] * (len(lines) + 1)
+    for index in range(len(lines) - 1, -1, -1):
+        closes[index] = index if _odd_quotes(lines[index]) else closes[index + 1]
+    results: list[tuple[int, str, Point | LineProtocolError]] = []
+    joined_in_vain: int | None = None
+    index = 0
+    while index < len(lines):
+        number, entry = index + 1, lines[index].strip()
+        index += 1
+        if not entry or entry.startswith("#"):
             continue
+        last = closes[index] if _odd_quotes(_KEY_PART.sub("", entry, count=1)) else None
+        if last is not None and last != joined_in_vain:
+            joined = "\n".join(lines[number - 1 : last + 1]).strip()
+            try:
+                results.append((number, joined, parse_line(joined)))
+                index = last + 1
+                continue
+            except LineProtocolError:
+                joined_in_vain = last
         try:
-            results.append((number, parse_line(stripped)))
+            results.append((number, entry, parse_line(entry)))
         except LineProtocolError as exc:
-            results.append((number, exc))
+            results.append((number, entry, exc))
     return results
+
+
+def _odd_quotes(text: str) -> bool:
+    """Whether `text` has an odd number of quotes that no backslash escapes."""
+    return '"' in text and _ESCAPE.sub("", text).count('"') % 2 == 1
 
 
 def parse_line(line: str) -> Point:
@@ -105,7 +142,7 @@ def _parse_fields(text: str) -> dict[str, FieldValue]:
 
 def _field_value(key: str, raw: str) -> FieldValue:
     if raw.startswith('"'):
-        return _UNESCAPE_STRING.sub(r"\1", raw[1:-1])
+        return _UNESCAPE_STRING.sub(lambda m: _STRING_ESCAPES[m[1]], raw[1:-1])
     if not raw:
         raise LineProtocolError(f"field {key}: missing value")
     if raw in _TRUE:

@@ -51,7 +51,8 @@ def build_openapi(sources: Sequence[DescribedSource], http: HttpSettings) -> dic
             "version": __version__,
             "summary": "Events in over HTTP, committed to PostgreSQL before the answer.",
             "description": (
-                "A 202 answer means the events are committed (ack = commit), or queued "
+                "A 202 answer (200 from a line-protocol source, as ClusterCockpit's senders "
+                "expect) means the events are committed (ack = commit), or queued "
                 "(ack = enqueue). Errors are RFC 9457 problem details that name the event "
                 "index or line and field. Resending is always safe: replays are recognised "
                 "by (source, type, id) and counted as duplicates."
@@ -149,7 +150,8 @@ def _ingest_operation(
         }
     accepted = "#/components/schemas/" + ("Committed" if committed else "Queued")
     responses: dict[str, Any] = {
-        "202": {
+        # ClusterCockpit's HTTP sinks (cc-lib, cc-metric-collector) take nothing but a 200.
+        "200" if lines else "202": {
             "description": (
                 "committed by every required sink" if committed else "queued (not yet committed)"
             ),
@@ -257,7 +259,7 @@ def _security(
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "Ed25519-signed JWT (EdDSA); exp and nbf enforced when present",
+                "description": "Ed25519-signed JWT (EdDSA); exp, nbf and iat enforced when present",
             },
             header: {
                 "type": "apiKey",

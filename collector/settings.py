@@ -39,6 +39,7 @@ from pydantic_settings import (
 )
 
 from collector.auth import load_ed25519_public_key
+from collector.ccmessage import is_name
 from collector.errors import ConfigError
 
 ENV_PREFIX = "COLLECTOR__"
@@ -223,6 +224,13 @@ AuthSettings = Annotated[
 ]
 
 
+def _a_cluster_name(cluster: str | None) -> str | None:
+    """A default cluster becomes part of each event's source, /clusters/<cluster>/…."""
+    if cluster is not None and not is_name(cluster):
+        raise ValueError(f"{cluster!r} is not a cluster name (empty, or contains '/')")
+    return cluster
+
+
 class HttpSourceSettings(Section):
     type: Literal["http"]
     path: str | None = Field(default=None, description="default: /webhook/<name>")
@@ -254,6 +262,8 @@ class HttpSourceSettings(Section):
     headers: list[str] = Field(
         default_factory=list, description="request headers kept in each event's metadata"
     )
+
+    _cluster_name = field_validator("cluster")(_a_cluster_name)
 
     @field_validator("path")
     @classmethod
@@ -315,6 +325,8 @@ class NatsSourceSettings(NatsConnectionSettings):
         description="plain JSON: subject pattern → type, e.g. 'builds.*' = 'com.example.build'",
     )
     cluster: str | None = Field(default=None, description="lineprotocol: default cluster")
+
+    _cluster_name = field_validator("cluster")(_a_cluster_name)
 
 
 SourceSettings = Annotated[

@@ -291,7 +291,8 @@ class HttpSource:
                 **extra,
             )
         answer = {**self._counts(delivery), "ids": ids, **extra}
-        return HttpResponse(202, orjson.dumps(answer), [("content-type", "application/json")])
+        status = 200 if self.settings.format == "lineprotocol" else 202
+        return HttpResponse(status, orjson.dumps(answer), [("content-type", "application/json")])
 
     def _counts(self, delivery: Delivery) -> dict[str, Any]:
         # Enqueue acks come before the commit: the events are queued, duplicates not known yet.

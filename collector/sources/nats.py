@@ -163,6 +163,7 @@ class NatsSource:
     ) -> None:
         self.name = name
         self.settings = settings
+        self.counts = (metrics or Metrics()).source(name)  # collector_events_received_total
         self.received = 0
         self.metrics_skipped = 0
         self.naked = 0
@@ -401,6 +402,7 @@ class NatsSource:
     ) -> None:
         delivery, invalid = self.decode_all(messages, datetime.now(UTC))
         self.received += len(messages)
+        self.counts.received(len(delivery.events) + len(delivery.rejected))
         try:
             await intake.enqueue(delivery)  # waits for room: backpressure
         except PipelineClosed as exc:
@@ -508,6 +510,7 @@ class NatsSource:
                 return
             delivery, _ = self.decode_all(batch, datetime.now(UTC))
             self.received += len(batch)
+            self.counts.received(len(delivery.events) + len(delivery.rejected))
             try:
                 await intake.enqueue(delivery)
             except PipelineClosed as exc:

@@ -259,6 +259,23 @@ def test_a_stop_before_its_start(database_url: str, db: Conn) -> None:
     assert jobs(db) == [FINISHED_1003]
 
 
+def test_a_stop_stamped_with_the_start_as_cc_lib_writes_it(database_url: str, db: Conn) -> None:
+    # ccMessage.NewJobStopEvent stamps a stop with the job's startTime and sends the job as it
+    # is (schema.Job: startTime and duration, no stopTime): the job stopped at their sum.
+    stop = {**START_1003, "jobState": "failed", "duration": 7000}
+    store(database_url, job_line("stop_job", stop, 1700002000))
+    [row] = db.execute("SELECT start_time, stop_time, duration_s FROM api.jobs").fetchall()
+    assert row == (at(1700002000), at(1700009000), 7000.0)
+    # Its startTime comes with the start when the stop has none; a stopTime always wins.
+    store(database_url, job_line("start_job", {**START_1001, "jobId": 1006}, 1700000005))
+    store(database_url, job_line("stop_job", {"jobId": 1006, "duration": 60}, 1700000005))
+    store(database_url, job_line("stop_job", {**STOP_1003, "jobId": 1007}, 1700002000))
+    stopped = db.execute(
+        "SELECT job_id, stop_time FROM api.jobs WHERE job_id <> '1003' ORDER BY job_id"
+    ).fetchall()
+    assert stopped == [("1006", at(1700000060)), ("1007", at(1700009000))]
+
+
 def test_duplicates_are_never_merged_twice(database_url: str, db: Conn) -> None:
     start = job_line("start_job", START_1001, 1700000005)
     stop = job_line("stop_job", STOP_1001, 1700003601)

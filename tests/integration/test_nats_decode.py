@@ -361,15 +361,20 @@ def test_clustercockpit_examples_parse_as_the_specification_says(
     assert not result.invalid
 
 
-def test_clustercockpit_cluster_is_required_when_no_tag_and_no_default(
+def test_clustercockpit_cluster_is_required_when_no_tag_no_default_and_no_json(
     nats_server: NatsServer, nats_names: NatsNames
 ) -> None:
-    lines = 'node_down,hostname=n1 event="x"\nnode_up,cluster=alex,hostname=n1 event="y"'
+    # The last line as cc-backend's NATS API documents a stop: no tags, the cluster in the JSON.
+    lines = (
+        'node_down,hostname=n1 event="x"\nnode_up,cluster=alex,hostname=n1 event="y"\n'
+        'job,function=stop_job event="{\\"jobId\\":1001,\\"cluster\\":\\"fritz\\",'
+        '\\"stopTime\\":1234569000,\\"jobState\\":\\"completed\\"}" 1234569000000000000'
+    )
     _, decoded = decode_via_nats(
         nats_server, nats_names, [(f"{nats_names.prefix}.cc", lines.encode(), None)]
     )  # format auto: not JSON, so line protocol
     result = one(decoded)
-    assert [e.source for e in result.events] == ["/clusters/alex/hosts/n1"]
+    assert [e.source for e in result.events] == ["/clusters/alex/hosts/n1", "/clusters/fritz"]
     assert [(r.location, r.reason) for r in result.rejected] == [
         (
             "line 1",

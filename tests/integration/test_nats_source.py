@@ -299,3 +299,29 @@ async def test_core_drops_are_logged_while_they_happen_counted_and_reported_at_s
     assert f'collector_source_dropped_total{{source="bus"}} {nats_source.dropped}.0' in (
         body.decode()
     )
+    received = f'collector_events_received_total{{source="bus"}} {nats_source.received}.0'
+    assert received in body.decode()
+
+
+async def test_jetstream_counts_the_events_it_received(
+    nats_server: NatsServer, nats_names: NatsNames
+) -> None:
+    # collector_events_received_total, as for the other sources: valid events and rejections
+    # handed to the pipeline (a metric line is neither).
+    await anyio.to_thread.run_sync(nats_server.create_stream, nats_names)
+    lines = b'a,cluster=c event="x" 1\nb,cluster=c log="y" 2\ncpu,cluster=c value=1 3\nbad\n'
+    await anyio.to_thread.run_sync(nats_server.publish, [(f"{nats_names.prefix}.cc", lines, None)])
+    metrics = Metrics()
+    config = NatsSourceSettings(
+        type="nats",
+        servers=[nats_server.url],
+        subjects=[nats_names.wildcard],
+        stream=nats_names.stream,
+        durable=nats_names.durable,
+    )
+    sink = MemorySink()
+    async with running(NatsSource("bus", config, metrics=metrics), sink) as (stop, _):
+        await until(lambda: len(sink.events) == 2)
+        stop.set()
+    body, _ = metrics.render()
+    assert 'collector_events_received_total{source="bus"} 3.0' in body.decode()

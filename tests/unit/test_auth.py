@@ -91,6 +91,21 @@ def test_ed25519_jwt_as_clustercockpit_uses() -> None:
         assert status_of(lambda bad=bad: auth.before_body({"x-auth-token": bad})) == 403
 
 
+def test_jwt_claims_as_cc_backend_issues_them_and_what_a_refusal_names() -> None:
+    private = Ed25519PrivateKey.generate()
+    auth = JwtAuth([raw_public_key(private)])
+    now = int(time.time())
+    # cc-backend's ProvideJWT: sub, roles and iat; exp only with a max age. Roles are not checked,
+    # as cc-event-store does not.
+    issued = jwt.encode({"sub": "admin", "roles": ["api"], "iat": now}, private, algorithm="EdDSA")
+    auth.before_body({"authorization": f"Bearer {issued}"})
+    for claim in ("iat", "nbf"):
+        early = jwt.encode({claim: now + 600}, private, algorithm="EdDSA")
+        with pytest.raises(AuthError) as refused:
+            auth.before_body({"x-auth-token": early})
+        assert refused.value.detail == f"invalid token: not valid yet ({claim} is in the future)"
+
+
 def test_jwt_key_rotation_accepts_any_configured_key() -> None:
     first, second = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     auth = JwtAuth([raw_public_key(first), raw_public_key(second)])

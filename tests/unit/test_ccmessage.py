@@ -26,6 +26,15 @@ def test_events_and_logs_get_their_own_families() -> None:
     assert decoded.metrics_skipped == 1
 
 
+def test_control_and_query_messages_are_skipped_not_rejected() -> None:
+    decoded = ccmessage.decode(
+        'freq,cluster=fritz,hostname=f0101,method=PUT control="2400" 1700000000\n'
+        'energy,cluster=fritz,hostname=f0101 query="SELECT power" 1700000000\n',
+        ORIGIN,
+    )
+    assert (decoded.events, decoded.rejected, decoded.other_skipped) == ([], [], 2)
+
+
 def test_job_events_in_both_spellings_get_one_type_and_their_job() -> None:
     job = '"{\\"jobId\\":1001,\\"user\\":\\"alice\\"}"'
     decoded = ccmessage.decode(
@@ -40,6 +49,45 @@ def test_job_events_in_both_spellings_get_one_type_and_their_job() -> None:
     payloads = [orjson.loads(e.payload) for e in decoded.events]
     assert [p["name"] for p in payloads] == ["start_job", "stop_job"]
     assert [p["data"] for p in payloads] == [{"jobId": 1001, "user": "alice"}] * 2
+
+
+def test_events_without_a_cluster_tag_take_the_cluster_of_their_json() -> None:
+    # cc-backend's NATS API (job and node state events) sends no tags at all: the cluster is
+    # in the JSON. The tag and the configured cluster still come first.
+    start = {"jobId": 1001, "cluster": "fritz", "startTime": 1234567890}
+    stop = {"jobId": 1001, "cluster": "fritz", "stopTime": 1234569000, "jobState": "completed"}
+    text = (
+        f"job,function=start_job event={event(start)} 1234567890000000000\n"
+        f"job,function=stop_job event={event(stop)} 1234569000000000000\n"
+        f"nodestate event={event({'cluster': 'alex', 'nodes': []})} 1234567890000000000\n"
+        'node_state event="drained" 1234567890\n'
+        f"nodestate event={event({'cluster': 'a/b'})} 1234567890\n"
+    )
+    decoded = ccmessage.decode(text, ORIGIN)
+    sources = [e.source for e in decoded.events]
+    assert sources == ["/clusters/fritz", "/clusters/fritz", "/clusters/alex"]
+    assert [r.location for r in decoded.rejected] == ["line 4", "line 5"]
+    assert "tag cluster: missing" in decoded.rejected[0].reason
+    alex = event({"cluster": "alex"})
+    [tagged, configured] = ccmessage.decode(
+        f"nodestate,cluster=c1 event={alex} 1\nnodestate event={alex} 1\n", ORIGIN, cluster="c2"
+    ).events
+    assert (tagged.source, configured.source) == ("/clusters/c1", "/clusters/c2")
+
+
+def test_a_cluster_given_with_the_request_is_checked_like_the_tag() -> None:
+    line = 'node_state,hostname=f0101 event="drained" 1700000000'
+    for given in ("a/b", " "):
+        [rejected] = ccmessage.decode(line, ORIGIN, cluster=given).rejected
+        assert rejected.reason == (
+            f"cluster {given!r} (?cluster= or the source's cluster): not a cluster name "
+            "(empty, or contains '/')"
+        )
+
+
+def event(doc: dict[str, object]) -> str:
+    """A JSON document as a line-protocol string field."""
+    return '"' + orjson.dumps(doc).decode().replace('"', '\\"') + '"'
 
 
 def test_the_identity_includes_the_timestamp() -> None:

@@ -25,6 +25,7 @@ def test_log_metric_and_control_kinds() -> None:
     assert parse_line('slurmd,hostname=n1,loglevel=warn log="disk almost full"').kind == "log"
     assert parse_line("cpu_load,hostname=n1,type=node value=1.5 1700000000").kind == "metric"
     assert parse_line('freq,hostname=n1,method=PUT control="2400"').kind == "control"
+    assert parse_line('energy,hostname=n1 query="SELECT power"').kind == "query"  # cc-lib NewQuery
     with pytest.raises(LineProtocolError, match="no ClusterCockpit field"):
         _ = parse_line("weird,hostname=n1 count=3i").kind
 
@@ -37,6 +38,14 @@ def test_escapes_in_measurement_tags_and_strings() -> None:
     assert point.tags == {"fs=name": "/home,scratch", "path": "a b"}
     assert point.fields == {"msg": 'say "hi" \\ bye', "n": -3, "u": 4, "ok": True}
     assert point.timestamp is None
+
+
+def test_string_escapes_of_clustercockpits_encoder() -> None:
+    # cc-line-protocol (cc-metric-collector's sinks) writes a line break, a carriage return and
+    # a tab in a string field as \n, \r and \t; its decoder reads them back. Other
+    # backslashes stay as they are.
+    point = parse_line(r'ccmc,hostname=n1 log="failed:\n\tat x\r\nC:\\new \d" 1')
+    assert point.fields == {"log": "failed:\n\tat x\r\nC:\\new \\d"}
 
 
 def test_string_fields_may_hold_spaces_commas_and_equals() -> None:
@@ -72,10 +81,44 @@ def test_parse_lines_keeps_good_lines_and_numbers_bad_ones() -> None:
         'node_down,hostname=b event="y" 2\n'
     )
     results = parse_lines(text)
-    assert [number for number, _ in results] == [2, 4, 5]
-    assert isinstance(results[0][1], Point)
-    assert isinstance(results[1][1], LineProtocolError)
-    assert isinstance(results[2][1], Point)
+    assert [(number, line) for number, line, _ in results] == [
+        (2, 'start_job,hostname=a event="x" 1'),
+        (4, "garbage"),
+        (5, 'node_down,hostname=b event="y" 2'),
+    ]
+    assert isinstance(results[0][2], Point)
+    assert isinstance(results[1][2], LineProtocolError)
+    assert isinstance(results[2][2], Point)
+
+
+def test_a_string_field_may_span_lines() -> None:
+    # influxdb-client-go (ccMessage.ToLineProtocol, cc-slurm-adapter) writes a line break in a
+    # string field as it is; InfluxDB's and ClusterCockpit's decoders read on to the closing
+    # quote. The entry keeps the number of its first line, the next ones theirs.
+    text = (
+        'ccb,hostname=a,note=say"hi log="Traceback:\n  File \\"x\\"\n\nend" 1\n'
+        '# "a comment"\n'
+        'ccb,hostname=b log="one" 2\r\n'
+    )
+    [(first, entry, point), (sixth, _, other)] = parse_lines(text)
+    assert (first, sixth) == (1, 6)
+    assert entry == text.split("\n# ")[0]
+    assert isinstance(point, Point)
+    assert point.tags == {"hostname": "a", "note": 'say"hi'}
+    assert point.fields == {"log": 'Traceback:\n  File "x"\n\nend'}
+    assert isinstance(other, Point)
+
+
+def test_an_unclosed_string_spoils_only_its_own_line() -> None:
+    text = 'a,hostname=x event="open\nb value=1 1\nc event="y" 2\nd event="z\ne event="w" 3'
+    results = parse_lines(text)
+    assert [(n, isinstance(p, Point)) for n, _, p in results] == [
+        (1, False),
+        (2, True),
+        (3, True),
+        (4, False),
+        (5, True),
+    ]
 
 
 @pytest.mark.parametrize(

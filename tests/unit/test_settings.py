@@ -700,6 +700,18 @@ def test_two_lineprotocol_sources_need_a_path_each(tmp_path: Path) -> None:
     assert problems(path) == ["config: sources.cc2.path: /api/write is already used by sources.cc1"]
 
 
+def test_a_default_cluster_is_a_cluster_name(tmp_path: Path) -> None:
+    # It becomes part of each event's source, /clusters/<cluster>/hosts/<hostname>.
+    cc = '\n[sources.cc]\ntype = "http"\nformat = "lineprotocol"\ncluster = "a/b"\n'
+    bus = '\n[sources.bus]\ntype = "nats"\nservers = ["nats://x:4222"]\ncluster = " "\n'
+    path = write(tmp_path, MINIMAL + cc + bus)
+
+    assert problems(path) == [
+        "config: sources.cc.cluster: 'a/b' is not a cluster name (empty, or contains '/')",
+        "config: sources.bus.cluster: ' ' is not a cluster name (empty, or contains '/')",
+    ]
+
+
 def test_an_http_path_must_start_with_a_slash(tmp_path: Path) -> None:
     path = write(tmp_path, HOOKS + '\n[sources.custom]\ntype = "http"\npath = "hooks/custom"\n')
 
