@@ -117,8 +117,8 @@ def _ingest_operation(
             "description": (
                 "CloudEvents over HTTP in structured, batch or binary mode (binary: the "
                 "ce-* headers carry the attributes and the body is the event's data in its "
-                "own content type), a CDEvent, a JSON array of events, or NDJSON (one event "
-                "per line)."
+                "own content type), a CDEvent, a JSON array of events, NDJSON (one event "
+                "per line), or a form whose field payload holds any of the JSON ones."
                 + (
                     f" Plain JSON objects get type {settings.event_type!r}."
                     if settings.event_type
@@ -145,6 +145,19 @@ def _ingest_operation(
                 },
                 "application/x-ndjson": {
                     "schema": {"type": "string", "description": "one JSON event per line"}
+                },
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "payload": {
+                                "type": "string",
+                                "description": "the JSON, read as if sent as application/json "
+                                "(GitHub's form webhooks)",
+                            }
+                        },
+                        "required": ["payload"],
+                    }
                 },
             },
         }

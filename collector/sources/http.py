@@ -14,6 +14,7 @@ import zlib
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 import orjson
@@ -57,6 +58,7 @@ log = structlog.get_logger("collector.sources.http")
 
 GZIP_EXPANSION = 10  # a gzip body may expand to this many times max_body_bytes
 JSON_TYPES = {"application/json", "text/json"}
+FORM = "application/x-www-form-urlencoded"  # GitHub's default webhook content type
 NDJSON_TYPES = {
     "application/x-ndjson",
     "application/ndjson",
@@ -378,6 +380,8 @@ class HttpSource:
                 raise Problem(400, "Invalid CloudEvent", str(exc)) from None
             add(doc, text, None, metadata, body)  # the data as sent, a CDEvent's as its payload
             return events, rejected
+        if media == FORM:  # GitHub (and Gitea) send the webhook's JSON as the form field payload
+            body, media = _form_payload(body), "application/json"
         if media == "application/cloudevents+json":
             doc = _loads(body, "the CloudEvent")
             if not isinstance(doc, dict):
@@ -406,7 +410,8 @@ class HttpSource:
                 "Unsupported media type",
                 f"Content-Type {media or '(none)'!r} is not supported; send application/json, "
                 "application/cloudevents+json, application/cloudevents-batch+json, "
-                "application/x-ndjson, or a binary-mode CloudEvent (ce-* headers)",
+                "application/x-ndjson, a form with the JSON in the field payload, or a "
+                "binary-mode CloudEvent (ce-* headers)",
             )
         return events, rejected
 
@@ -453,6 +458,22 @@ def _loads(body: bytes, what: str) -> Any:
         raise Problem(
             400, "Invalid JSON", f"{what} is not valid JSON: {_json_error(exc)}"
         ) from None
+
+
+def _form_payload(body: bytes) -> bytes:
+    """The JSON of a form-encoded webhook: its field `payload` (GitHub's and Gitea's form)."""
+    fields = parse_qs(body, keep_blank_values=True)
+    payload = fields.get(b"payload", [])
+    if len(payload) != 1:
+        raise Problem(
+            400,
+            "Invalid form body",
+            f"a form body ({FORM}) must carry the JSON in one field payload, as GitHub sends "
+            f"it; this one has {len(payload) or 'no'} such field"
+            + ("s" if len(payload) > 1 else "")
+            + " (or send the JSON itself as application/json)",
+        )
+    return payload[0]
 
 
 def _json_error(exc: orjson.JSONDecodeError) -> str:

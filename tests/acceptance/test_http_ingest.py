@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -116,6 +117,10 @@ auth = {{ type = "token", token = "{API_KEY}", header = "X-Api-Key" }}
 
 [sources.github]
 type = "http"
+type_header = "X-GitHub-Event"
+id_header = "X-GitHub-Delivery"
+event_source = "https://github.com/acme/shop"
+headers = ["X-GitHub-Hook-ID"]
 auth = {{ type = "hmac", secrets_file = "{secrets_file}" }}
 
 [sources.signed]
@@ -741,6 +746,62 @@ def test_github_hmac_signature_with_two_secrets_for_rotation(
         headers={**gzip_headers, "x-hub-signature-256": github_signature("wrong", bomb)},
     )
     assert_problem(unsigned_bomb, 403)  # not 413: it was never expanded
+
+
+def github_delivery(body: bytes, content_type: str, event: str = "push") -> dict[str, str]:
+    """The headers of a GitHub webhook delivery (as its docs show one), signed with NEW_SECRET."""
+    return {
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature": "sha1=" + hmac.new(NEW_SECRET.encode(), body, hashlib.sha1).hexdigest(),
+        "X-Hub-Signature-256": github_signature(NEW_SECRET, body),
+        "User-Agent": "GitHub-Hookshot/044aadd",
+        "Content-Type": content_type,
+        "X-GitHub-Event": event,
+        "X-GitHub-Hook-ID": "292430182",
+        "X-GitHub-Hook-Installation-Target-ID": "79929171",
+        "X-GitHub-Hook-Installation-Target-Type": "repository",
+    }
+
+
+def test_github_webhooks_in_both_content_types_github_offers(
+    client: httpx.Client, db_url: str
+) -> None:
+    # application/x-www-form-urlencoded is GitHub's default: the JSON is the form field payload,
+    # URL-encoded (spaces as +), and the signature covers the form as sent.
+    push = {"ref": "refs/heads/main", "head_commit": {"message": "fix: ünï + 100% & more"}}
+    text = json.dumps(push)
+    bodies = {
+        "application/json": text.encode(),
+        "application/x-www-form-urlencoded": urlencode({"payload": text}).encode(),
+    }
+    deliveries = {}
+    for content_type, body in bodies.items():
+        headers = github_delivery(body, content_type)
+        response = client.post("/webhook/github", content=body, headers=headers)
+        assert response.status_code == 202, response.text
+        deliveries[content_type] = headers["X-GitHub-Delivery"]
+        assert response.json()["ids"] == [deliveries[content_type]]
+    stored = {r[0]: r for r in events_with_ids(db_url, list(deliveries.values()))}
+    for content_type, delivery in deliveries.items():
+        _, source, type_, family, _, payload, metadata, _ = stored[delivery]
+        assert (source, type_, family, payload) == (
+            "https://github.com/acme/shop",
+            "push",
+            "raw",
+            push,
+        )
+        assert metadata == {
+            "content_type": content_type,
+            "headers": {"X-GitHub-Hook-ID": "292430182"},
+        }
+
+    # A form without its payload is refused naming the field, and kept as rejected input.
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for body, problem in ((b"hook=1", "no such field"), (b"payload=1&payload=2", "2 such fields")):
+        refused = client.post("/webhook/hooks", content=body, headers=form)
+        assert problem in assert_problem(refused, 400)["detail"]
+    [(reason,)] = rows(db_url, "SELECT reason FROM api.rejected_events WHERE raw = 'hook=1'")
+    assert "field payload" in reason
 
 
 def make_jwt(key: Ed25519PrivateKey = JWT_KEY, **claims: Any) -> str:

@@ -117,6 +117,7 @@ async def test_bodies_parameters_and_answers_of_ingest_operations() -> None:
         "application/cloudevents+json",
         "application/cloudevents-batch+json",
         "application/x-ndjson",
+        "application/x-www-form-urlencoded",
     }
     headers = {p["name"] for p in events["parameters"] if p["in"] == "header"}
     assert {"ce-specversion", "ce-id", "ce-source", "ce-type", "Content-Encoding"} <= headers
