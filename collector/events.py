@@ -7,6 +7,7 @@ A document becomes an `Event` (CDEvents, CloudEvents structured JSON or plain JS
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping
@@ -539,8 +540,8 @@ def binary_cloudevent(
     JSON text with the data exactly as sent when the data is JSON (else None).
 
     `headers` have lower-case names. The HTTP binding percent-encodes header values
-    (`percent_encoded`); the NATS binding does not. JSON data (by content type, or with none)
-    is embedded as JSON, other text as a string, bytes as data_base64.
+    (`percent_encoded`); the NATS binding does not. JSON data (by content type, or with none
+    when it parses) is embedded as JSON, other text as a string, bytes as data_base64.
     """
     doc, json_data = _binary_attributes(headers, percent_encoded)
     if not data:
@@ -549,14 +550,21 @@ def binary_cloudevent(
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise Invalid(f"data: not valid JSON: {exc}") from None
-        # The attributes' JSON with the data appended as sent: no number re-encoded.
-        text = orjson.dumps(doc)[:-1] + (b',"data":' if doc else b'"data":') + data + b"}"
-        doc["data"] = parsed
-        return doc, text
+            # Without a content type the data is opaque: the Python SDK sends bytes so.
+            if "datacontenttype" in doc:
+                raise Invalid(f"data: not valid JSON: {exc}") from None
+        else:
+            # The attributes' JSON with the data appended as sent: no number re-encoded.
+            text = orjson.dumps(doc)[:-1] + (b',"data":' if doc else b'"data":') + data + b"}"
+            doc["data"] = parsed
+            return doc, text
     try:
-        doc["data"] = data.decode()
+        decoded: str | None = data.decode()
     except UnicodeDecodeError:
+        decoded = None
+    if decoded is not None and "\x00" not in decoded:  # jsonb cannot store a NUL: bytes, then
+        doc["data"] = decoded
+    else:
         doc["data_base64"] = base64.b64encode(data).decode()
     return doc, None
 
@@ -604,12 +612,20 @@ def _binary_attributes(
     return attributes, json_data
 
 
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
 def _header_value(name: str, value: str) -> str:
-    """An HTTP binding attribute value: percent-encoded UTF-8 (HTTP headers arrive as latin-1
-    text; a sender that put raw UTF-8 in one is read as meant, not as mojibake)."""
-    try:
-        if not value.isascii():
+    """An HTTP binding attribute value: percent-encoded UTF-8, maybe as a quoted string (older
+    senders). Senders that do not encode are read as meant: HTTP headers arrive as latin-1
+    text, so raw UTF-8 is decoded as such, and bytes that are not UTF-8 are the latin-1 they
+    are (Python's requests and Node send "é" so, as the one byte E9)."""
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    if not value.isascii():
+        with contextlib.suppress(UnicodeDecodeError):
             value = value.encode("latin-1").decode()
+    try:
         return unquote(value, errors="strict") if "%" in value else value
     except UnicodeError:
         raise Invalid(

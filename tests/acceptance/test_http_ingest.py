@@ -307,9 +307,13 @@ def test_binary_cloudevent_with_json_data_and_percent_encoded_headers(
 
 def test_binary_cloudevent_with_text_and_non_utf8_data(client: httpx.Client, db_url: str) -> None:
     text_id, bytes_id, empty_id = unique("text"), unique("bytes"), unique("empty")
+    untyped_id, untyped_text_id = unique("untyped"), unique("untyped-text")
     ce = {"ce-specversion": "1.0", "ce-source": "/tests/binary", "ce-type": "org.example.blob"}
     blob = bytes(range(256))
     answers = [
+        # No content type, data that is not JSON: the Python SDK's to_binary of bytes data.
+        client.post("/webhook/events", content=b"\x00\x01bin", headers={**ce, "ce-id": untyped_id}),
+        client.post("/webhook/events", content="héllo", headers={**ce, "ce-id": untyped_text_id}),
         client.post(
             "/webhook/events",
             content="héllo wörld",
@@ -322,8 +326,12 @@ def test_binary_cloudevent_with_text_and_non_utf8_data(client: httpx.Client, db_
         ),
         client.post("/webhook/events", headers={**ce, "ce-id": empty_id}),
     ]
-    assert [a.status_code for a in answers] == [202, 202, 202], [a.text for a in answers]
-    stored = {row[0]: row[5] for row in events_with_ids(db_url, [text_id, bytes_id, empty_id])}
+    assert [a.status_code for a in answers] == [202] * 5, [a.text for a in answers]
+    ids = [text_id, bytes_id, empty_id, untyped_id, untyped_text_id]
+    stored = {row[0]: row[5] for row in events_with_ids(db_url, ids)}
+    assert base64.b64decode(stored[untyped_id]["data_base64"]) == b"\x00\x01bin"  # NUL: bytes
+    assert stored[untyped_text_id]["data"] == "héllo"
+    assert "datacontenttype" not in stored[untyped_id]
     assert stored[text_id]["data"] == "héllo wörld"
     assert stored[text_id]["datacontenttype"] == "text/plain"
     assert "data" not in stored[bytes_id]
@@ -1030,7 +1038,9 @@ def test_a_structured_cloudevent_without_specversion_is_refused_by_name(
     ]
 
 
-def test_binary_mode_header_values_are_utf8(client: httpx.Client, db_url: str) -> None:
+def test_binary_mode_header_values_as_real_senders_encode_them(
+    client: httpx.Client, db_url: str
+) -> None:
     raw_utf8, bad = unique("rawutf8"), unique("badescape")
     ce = {"ce-specversion": "1.0", "ce-source": "/tests/binary", "ce-type": "org.example.h"}
     # Raw UTF-8 in a header breaks the binding's percent-encoding rule, but is read as meant.
@@ -1046,6 +1056,26 @@ def test_binary_mode_header_values_are_utf8(client: httpx.Client, db_url: str) -
     )
     assert answer.status_code == 202, answer.text
     assert rows(db_url, "SELECT subject FROM api.events WHERE id = %s", raw_utf8) == [("café",)]
+    # Bytes that are not UTF-8 are latin-1, as Python's requests and Node's fetch send "zoë"
+    # (the CloudEvents Python SDK 1.x and JS SDK do not percent-encode); a quoted string is
+    # unquoted, as the binding says a receiver must.
+    latin1, quoted = unique("latin1"), unique("quoted")
+    for event_id, subject in ((latin1, "zoë's #1".encode("latin-1")), (quoted, b'"a \\"b\\""')):
+        answer = client.post(
+            "/webhook/events",
+            content=b"{}",
+            headers=[
+                *((k.encode(), v.encode()) for k, v in ce.items()),
+                (b"ce-id", event_id.encode()),
+                (b"ce-subject", subject),
+                (b"content-type", b"application/json"),
+            ],
+        )
+        assert answer.status_code == 202, answer.text
+    subjects = rows(
+        db_url, "SELECT id, subject FROM api.events WHERE id IN (%s, %s)", latin1, quoted
+    )
+    assert dict(subjects) == {latin1: "zoë's #1", quoted: 'a "b"'}
     refused = client.post(
         "/webhook/events",
         content=b"{}",
