@@ -194,6 +194,8 @@ def _ingest_operation(
                 else "The answer comes once the events are queued: fast, but lost if "
                 "collector stops before the commit."
             )
+            + " A request with `Prefer: reply` (Knative) or `Prefer: return=minimal` is "
+            "answered without a body."
         ),
         "parameters": parameters,
         "requestBody": body,

@@ -292,8 +292,10 @@ class HttpSource:
                 ids=ids,
                 **extra,
             )
-        answer = {**self._counts(delivery), "ids": ids, **extra}
         status = 200 if self.settings.format == "lineprotocol" else 202
+        if _prefers_no_body(headers.get("prefer", "")):
+            return HttpResponse(status, b"", [])
+        answer = {**self._counts(delivery), "ids": ids, **extra}
         return HttpResponse(status, orjson.dumps(answer), [("content-type", "application/json")])
 
     def _counts(self, delivery: Delivery) -> dict[str, Any]:
@@ -449,6 +451,18 @@ class HttpSource:
         if delivery.error is not None:
             log.error("delivery_failed", source=self.name, error=str(delivery.error))
             raise _unavailable("the events could not be committed; resending is safe")
+
+
+def _prefers_no_body(prefer: str) -> bool:
+    """Whether RFC 7240 preferences ask for an answer without a body: Knative's brokers and
+    channels send `Prefer: reply` and count a body that is not a CloudEvent as a failed
+    delivery (then retried and dead-lettered); `return=minimal` asks for none either."""
+    for preference in prefer.lower().split(","):
+        name, _, value = preference.split(";")[0].partition("=")
+        name, value = name.strip(), value.strip().strip('"')
+        if name == "reply" or (name == "return" and value == "minimal"):
+            return True
+    return False
 
 
 def _loads(body: bytes, what: str) -> Any:

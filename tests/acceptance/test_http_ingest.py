@@ -305,6 +305,39 @@ def test_binary_cloudevent_with_json_data_and_percent_encoded_headers(
     assert time_ == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
+def test_a_knative_trigger_delivery_is_answered_without_a_body(
+    client: httpx.Client, db_url: str
+) -> None:
+    # Knative's broker filter sends Prefer: reply and fails (502, then retries and the dead
+    # letter sink) any answer whose body is not a CloudEvent, whatever its 2xx status.
+    event_id = unique("knative")
+    headers = {
+        "Ce-Id": event_id,
+        "Ce-Knativearrivaltime": "2026-01-02T03:04:05.123456789Z",
+        "Ce-Source": "/apis/v1/namespaces/ci/pingsources/nightly",
+        "Ce-Specversion": "1.0",
+        "Ce-Time": "2026-01-02T03:04:05.000948Z",
+        "Ce-Type": "dev.knative.sources.ping",
+        "Content-Type": "application/json",
+        "Kn-Namespace": "ci",
+        "Prefer": "reply",
+        "Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    answer = client.post("/webhook/events", content=b'{"message": "nightly"}', headers=headers)
+    assert (answer.status_code, answer.content) == (202, b"")
+    [row] = events_with_ids(db_url, [event_id])
+    assert row[5]["knativearrivaltime"] == "2026-01-02T03:04:05.123456789Z"
+    assert row[5]["data"] == {"message": "nightly"}
+    # Errors keep their problem details; other preferences keep the answer.
+    assert_problem(client.post("/webhook/events", content=b"[", headers=headers), 400)
+    respond_async = client.post(
+        "/webhook/events",
+        content=orjson.dumps(cloudevent(unique("async"))),
+        headers={"content-type": "application/cloudevents+json", "prefer": "respond-async"},
+    )
+    assert respond_async.json()["accepted"] == 1
+
+
 def test_binary_cloudevent_with_text_and_non_utf8_data(client: httpx.Client, db_url: str) -> None:
     text_id, bytes_id, empty_id = unique("text"), unique("bytes"), unique("empty")
     untyped_id, untyped_text_id = unique("untyped"), unique("untyped-text")
