@@ -94,16 +94,21 @@ class HttpSink:
         document = to_cloudevent(event)
         if self.settings.mode == "structured":
             return orjson.dumps(document), {"content-type": "application/cloudevents+json"}
-        # Binary mode (CloudEvents HTTP binding): attributes as ce- headers, data as the body.
+        # Binary mode (CloudEvents HTTP binding): attributes as ce- headers (a null one is
+        # absent), data as the body in its datacontenttype: JSON unless it says otherwise, bytes
+        # (data_base64) octets.
         data = document.pop("data", None)
         data_base64 = document.pop("data_base64", None)
-        content_type = document.pop("datacontenttype", "application/json")
-        headers = {f"ce-{k}": _header_value(v) for k, v in document.items()}
-        headers["content-type"] = content_type
+        content_type = document.pop("datacontenttype", None)
+        headers = {f"ce-{k}": _header_value(v) for k, v in document.items() if v is not None}
         if data_base64 is not None:
+            headers["content-type"] = content_type or "application/octet-stream"
             return base64.b64decode(data_base64), headers
+        if content_type is not None:
+            headers["content-type"] = content_type
         if data is None:
             return b"", headers
+        content_type = headers.setdefault("content-type", "application/json")
         if isinstance(data, str) and not _is_json(content_type):
             return data.encode(), headers
         return orjson.dumps(data), headers
@@ -170,5 +175,8 @@ def _is_json(content_type: str) -> bool:
 
 
 def _header_value(value: object) -> str:
-    # The binding percent-encodes what a header cannot carry: non-ASCII, controls, '%', '"'.
-    return quote(str(value), safe=" !#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    """An attribute as the HTTP binding writes it: its canonical string (true, 42; JSON for what
+    has none), percent-encoded where the binding says it must be: space, '"', '%' and all
+    that is not printable ASCII."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return quote(text, safe="!#$&'()*+,-./:;<=>?@[\\]^_`{|}~")

@@ -3,6 +3,7 @@ with JetStream, and a folder read back by the folder source."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from collector import ccmessage
-from collector.events import Event, Origin, normalise
+from collector.events import Event, Origin, binary_cloudevent, normalise
 from collector.pipeline import Pipeline, PipelineLimits
 from collector.ports import Batch, BatchResult
 from collector.settings import (
@@ -135,6 +136,46 @@ async def test_http_sink_binary_mode_puts_attributes_in_headers(receiver: Receiv
     assert orjson.loads(raw_b) == {"build": 7}
     assert cc_h["ce-source"] == "/clusters/fritz/hosts/f0101"
     assert all(signed(h, b) for h, b in receiver.requests)
+
+
+async def test_http_sink_binary_mode_writes_what_the_http_binding_reads(
+    receiver: Receiver,
+) -> None:
+    # What the binding says a sender must do: percent-encode space, '"', '%' and non-ASCII;
+    # canonical strings for other types; a null attribute is absent; bytes are not JSON.
+    origin = Origin(received_via="test", received_at=NOW)
+    base = {"specversion": "1.0", "source": "/shop", "type": "com.example.order"}
+    odd = {
+        **base,
+        "id": "odd",
+        "subject": 'zoë\'s order #1 "x" 100%',
+        "priority": 5,
+        "urgent": True,
+        "nothing": None,
+        "data": {"n": 1},
+    }
+    blob = {**base, "id": "blob", "data_base64": base64.b64encode(b"\x00\xff").decode()}
+    bare = {**base, "id": "bare"}
+    await write(
+        http_sink(receiver, mode="binary"),
+        Batch([normalise(d, None, origin, {}) for d in (odd, blob, bare)]),
+    )
+    (odd_h, _), (blob_h, blob_b), (bare_h, bare_b) = receiver.requests
+    assert odd_h["ce-subject"] == "zo%C3%AB's%20order%20#1%20%22x%22%20100%25"
+    assert (odd_h["ce-priority"], odd_h["ce-urgent"], "ce-nothing" in odd_h) == ("5", "true", False)
+    assert (blob_h["content-type"], blob_b) == ("application/octet-stream", b"\x00\xff")
+    assert ("content-type" in bare_h, bare_b) == (False, b"")
+    # Read back as a collector's http source reads the binding: the same event.
+    read = [binary_cloudevent(h, b, percent_encoded=True)[0] for h, b in receiver.requests]
+    expected = {k: v for k, v in odd.items() if v is not None}
+    assert read[0] == {
+        **expected,
+        "priority": "5",
+        "urgent": "true",
+        "datacontenttype": "application/json",
+    }
+    assert read[1] == {**blob, "datacontenttype": "application/octet-stream"}
+    assert read[2] == bare
 
 
 async def test_http_sink_batch_mode_sends_one_request(receiver: Receiver) -> None:
