@@ -634,8 +634,16 @@ def _header_value(name: str, value: str) -> str:
         ) from None
 
 
+# CloudEvents attributes a wrapped event gets from itself, never from the CloudEvent it came in.
+_CORE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema"}
+    | {"data", "data_base64"}
+)
+
+
 def to_cloudevent(event: Event) -> dict[str, Any]:
-    """The event as a structured CloudEvent: CloudEvents as received, others wrapped as data."""
+    """The event as a structured CloudEvent: CloudEvents as received, others wrapped as data
+    (a CDEvent that came in a CloudEvent keeps that CloudEvent's extensions: traceparent…)."""
     if event.family == "cloudevents":
         return dict(orjson.loads(event.payload))
     document: dict[str, Any] = {
@@ -648,6 +656,9 @@ def to_cloudevent(event: Event) -> dict[str, Any]:
     }
     if event.subject is not None:
         document["subject"] = event.subject
+    carrier = event.metadata.get("cloudevent")
+    if isinstance(carrier, dict):
+        document.update((k, v) for k, v in carrier.items() if k not in _CORE_ATTRIBUTES)
     document["data"] = payload_fragment(event.payload)
     return document
 

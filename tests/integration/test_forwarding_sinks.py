@@ -156,17 +156,30 @@ async def test_http_sink_binary_mode_writes_what_the_http_binding_reads(
     }
     blob = {**base, "id": "blob", "data_base64": base64.b64encode(b"\x00\xff").decode()}
     bare = {**base, "id": "bare"}
+    # A CDEvent that came in a CloudEvent (Tekton's, through a Knative broker) goes on as the
+    # CDEvent, with the extensions of the CloudEvent it came in: the trace goes on too.
+    cdevent = orjson.loads((SPEC / "v0.5.1" / "conformance" / "build_started.json").read_bytes())
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    carried = {
+        **base,
+        "id": "random-uuid",
+        "type": cdevent["context"]["type"],
+        "traceparent": trace,
+        "data": cdevent,
+    }
     await write(
         http_sink(receiver, mode="binary"),
-        Batch([normalise(d, None, origin, {}) for d in (odd, blob, bare)]),
+        Batch([normalise(d, None, origin, {}) for d in (odd, blob, bare, carried)]),
     )
-    (odd_h, _), (blob_h, blob_b), (bare_h, bare_b) = receiver.requests
+    (odd_h, _), (blob_h, blob_b), (bare_h, bare_b), (cd_h, cd_b) = receiver.requests
+    assert (cd_h["ce-id"], cd_h["ce-traceparent"]) == (cdevent["context"]["id"], trace)
+    assert orjson.loads(cd_b) == cdevent
     assert odd_h["ce-subject"] == "zo%C3%AB's%20order%20#1%20%22x%22%20100%25"
     assert (odd_h["ce-priority"], odd_h["ce-urgent"], "ce-nothing" in odd_h) == ("5", "true", False)
     assert (blob_h["content-type"], blob_b) == ("application/octet-stream", b"\x00\xff")
     assert ("content-type" in bare_h, bare_b) == (False, b"")
     # Read back as a collector's http source reads the binding: the same event.
-    read = [binary_cloudevent(h, b, percent_encoded=True)[0] for h, b in receiver.requests]
+    read = [binary_cloudevent(h, b, percent_encoded=True)[0] for h, b in receiver.requests[:3]]
     expected = {k: v for k, v in odd.items() if v is not None}
     assert read[0] == {
         **expected,
