@@ -137,7 +137,20 @@ class _CDEventHead(msgspec.Struct, gc=False):
 
 
 _read_head = msgspec.json.Decoder(_CDEventHead).decode
-_parse_time = datetime.fromisoformat
+# RFC 3339's date-time (section 5.6), which CloudEvents and CDEvents require. fromisoformat alone
+# also takes ISO 8601's other forms (20230320T142705Z, week dates, minutes only, a space for
+# the T), which a receiver of a forwarded event (any Go SDK) refuses.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp with upper-case T and Z; ValueError for anything else."""
+    if _RFC3339.fullmatch(value) is None:
+        raise ValueError(value)
+    return datetime.fromisoformat(value)
 
 
 def cdevent_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> Event | None:
@@ -167,7 +180,7 @@ def cdevent_from_json(raw: bytes, origin: Origin, metadata: dict[str, Any]) -> E
         time = _parse_time(context.timestamp)  # lower-case "t" or "z" fail here: slow way
     except (cdevents.UnknownType, ValueError):
         return None
-    if time.tzinfo is None:
+    if time.tzinfo is None:  # no offset: the slow way says so
         return None
     return Event(
         context.id,
@@ -491,14 +504,18 @@ def _time(value: Any, name: str, *, required: bool) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise Invalid(f"{name}: must be an RFC 3339 timestamp string")
-    try:
-        # RFC 3339 allows a lower-case 't' and 'z'; fromisoformat wants upper case.
-        parsed = datetime.fromisoformat(value.upper() if "z" in value or "t" in value else value)
-    except ValueError:
-        raise Invalid(f"{name}: {value!r} is not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None:
+    shape = _RFC3339.fullmatch(value)
+    if shape is not None and shape["offset"] is None:
         raise Invalid(f"{name}: {value!r} has no UTC offset (add 'Z' or '+00:00')")
-    return parsed
+    try:
+        if shape is None:
+            raise ValueError(value)
+        # RFC 3339 allows a lower-case 't' and 'z'; fromisoformat wants upper case.
+        return datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise Invalid(
+            f"{name}: {value!r} is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)"
+        ) from None
 
 
 def _escapes_nul(attributes: dict[str, Any]) -> bool:

@@ -1132,7 +1132,10 @@ def test_an_invalid_event_in_a_batch_is_named_and_the_valid_ones_stored(
     body = assert_problem(response, 400)
     assert body["errors"] == [
         {"location": "event 1", "detail": "context.id: missing"},
-        {"location": "event 3", "detail": "time: 'yesterday' is not an RFC 3339 timestamp"},
+        {
+            "location": "event 3",
+            "detail": "time: 'yesterday' is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)",
+        },
     ]
     assert "event 1: context.id: missing" in body["detail"]
     assert "event 3: time" in body["detail"]
@@ -1141,7 +1144,7 @@ def test_an_invalid_event_in_a_batch_is_named_and_the_valid_ones_stored(
     rejected = [r for r in rejected_for(db_url, "events") if marker in r[2]]
     assert [(r[0], r[1]) for r in rejected] == [
         ("context.id: missing", "event 1"),
-        ("time: 'yesterday' is not an RFC 3339 timestamp", "event 3"),
+        ("time: 'yesterday' is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)", "event 3"),
     ]
     assert orjson.loads(rejected[0][2]) == bad_missing_id
     assert rejected[0][3]["index"] == 1

@@ -160,7 +160,10 @@ def test_json_lines_are_decoded_per_line(tmp_path: Path, suffix: str) -> None:
     assert [r.location for r in rejected] == ["line 4", "line 5", "line 7"]
     assert rejected[0].reason.startswith("invalid JSON: ")
     assert rejected[0].raw == b'{"context":'
-    assert rejected[1].reason == "context.timestamp: 'soon' is not an RFC 3339 timestamp"
+    assert (
+        rejected[1].reason
+        == "context.timestamp: 'soon' is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)"
+    )
     assert rejected[1].raw == line(bad)
     assert rejected[2].reason == "an event must be a JSON object, not an array"
     assert [r.metadata for r in rejected] == [
