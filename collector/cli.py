@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         parents=[common],
-        help="ingest until SIGINT/SIGTERM, then drain",
-        description="Start the sources, pipeline and sinks; on SIGINT/SIGTERM stop reading, "
-        "commit what is in flight, and exit. A second signal exits at once (unacknowledged "
-        "input is delivered again after restart).",
+        help="ingest until SIGINT/SIGTERM/SIGHUP, then drain",
+        description="Start the sources, pipeline and sinks; on SIGINT, SIGTERM or SIGHUP stop "
+        "reading, commit what is in flight, and exit (during the start, exit at once). A second "
+        "signal exits at once (unacknowledged input is delivered again after restart).",
     )
     run.set_defaults(handler=cmd_run)
 

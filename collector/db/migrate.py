@@ -109,4 +109,5 @@ async def migrate(
                 ) from exc
         return pending
     finally:
-        await conn.execute(q["migration_unlock"])
+        if not conn.closed:  # closed (stopped midway, see psycopg's cancel): the lock went too
+            await conn.execute(q["migration_unlock"])
