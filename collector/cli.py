@@ -505,7 +505,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
         with app.database_url(settings) as url:
             text = anyio.run(go, url)
     output: Path = args.output
-    current = output.read_text() if output.exists() else None
+    current = output.read_text(encoding="utf-8") if output.exists() else None
     if args.check:
         if current != text:
             print(f"{output} is stale: run `collector docs sql` and commit the result")
@@ -514,7 +514,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
         return 0
     if current != text:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
+        output.write_text(text, encoding="utf-8")
         print(f"wrote {output}")
     else:
         print(f"{output} is up to date")

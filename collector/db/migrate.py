@@ -53,7 +53,7 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
             raise MigrationError(
                 f"migrations {found[version].file_name} and {path.name} share version {version}"
             )
-        found[version] = Migration(version, match[2], path.read_text())
+        found[version] = Migration(version, match[2], path.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]
 
 

@@ -231,6 +231,19 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip() == "collector: config: file 'missing.toml' does not exist"
 
 
+def test_files_are_read_as_utf8_whatever_the_locale(tmp_path: Path, database_url: str) -> None:
+    # A server whose locale is plain C, without Python's UTF-8 coercion: the shipped migrations
+    # (their comments are not ASCII) and a TOML file (UTF-8 by definition) read as anywhere else.
+    (tmp_path / "collector.toml").write_text(
+        f"# Ereignisse für Grafana — the “api” schema\n[database]\nurl = {database_url!r}\n",
+        encoding="utf-8",
+    )
+    env = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = collector("migrate", "--check", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("up to date: ")
+
+
 def test_db_url_of_the_embedded_server(tmp_path: Path) -> None:
     result = collector("db", "url", cwd=tmp_path)
     assert result.returncode == 0
