@@ -263,6 +263,37 @@ def test_run_refuses_a_missing_inbox_parent(tmp_path: Path) -> None:
     assert "/nonexistent/in" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            '[sources.inbox]\ntype = "folder"\npath = "in"\ndone_dir = "taken/done"\n'
+            '[sinks.db]\ntype = "postgres"\n[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n',
+            "collector: config: sources.inbox: cannot create folder '{tmp}/taken/done': Not a "
+            "directory",
+        ),
+        (
+            '[sources.hooks]\ntype = "http"\n[sinks.db]\ntype = "postgres"\n'
+            '[database]\ndata_dir = "taken/.collector"\n',
+            "collector: database.data_dir: cannot write to '{tmp}/taken/.collector': Not a "
+            "directory: set data_dir to a folder collector may write, or database.url to your "
+            "PostgreSQL",
+        ),
+    ],
+    ids=["folder source", "embedded database"],
+)
+def test_a_folder_that_cannot_be_created_is_named(
+    tmp_path: Path, config: str, problem: str
+) -> None:
+    # As a user without write access gets "Permission denied" (root gets past permissions, not
+    # past a file where a folder should be).
+    (tmp_path / "taken").write_text("a file, not a folder")
+    (tmp_path / "collector.toml").write_text(config)
+    result = collector("run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == problem.format(tmp=tmp_path) + "\n"
+
+
 def test_db_psql_passes_psql_options_through(tmp_path: Path, database_url: str) -> None:
     """`collector db psql -c "..."` as the README shows: -c is psql's, not --config."""
     result = collector(
