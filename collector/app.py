@@ -273,7 +273,7 @@ async def serve(
             deadline = anyio.current_time() + timeout
             inputs.cancel_scope.deadline = deadline
         await pipeline.close()
-        with anyio.move_on_at(deadline):
+        with anyio.CancelScope(deadline=deadline):
             await drained.wait()
         if not drained.is_set():
             log.warning("shutdown_timeout", unwritten=pipeline.depth)
