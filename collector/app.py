@@ -203,19 +203,40 @@ async def run(settings: Settings) -> None:
     metrics = Metrics()
     # Configuration problems first, before any database work.
     sources = build_sources(settings, metrics)
-    if not settings.postgres_sinks:  # a bridge (e.g. folder → nats) needs no database
-        await serve(settings, "", sources, metrics)
-        return
-    with database_url(settings) as url:
-        log.info("database", url=mask_url(url))
-        await prepare_database(url, settings.database.migrate)
-        await serve(settings, url, sources, metrics)
+    stop = anyio.Event()
+    opened = anyio.Event()
+    try:
+        async with anyio.create_task_group() as outer:
+            # Signals first: starting the embedded server, waiting for the database, migrating
+            # and opening the sinks may all take long; a signal meanwhile stops at once (the
+            # embedded server too, as the `with` below unwinds).
+            await outer.start(_signals, stop, outer.cancel_scope, opened)
+            if not settings.postgres_sinks:  # a bridge (e.g. folder → nats) needs no database
+                await serve(settings, "", sources, metrics, stop, opened)
+            else:
+                with database_url(settings) as url:
+                    log.info("database", url=mask_url(url))
+                    await prepare_database(url, settings.database.migrate)
+                    await serve(settings, url, sources, metrics, stop, opened)
+            outer.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The task group wraps what the startup raised: raise it as it was (the CLI names it).
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    log.info("collector_stopped")
 
 
 async def serve(
-    settings: Settings, url: str, sources: list[Source], metrics: Metrics | None = None
+    settings: Settings,
+    url: str,
+    sources: list[Source],
+    metrics: Metrics,
+    stop: anyio.Event,
+    opened: anyio.Event,
 ) -> None:
-    metrics = metrics or Metrics()
+    """Open the sinks, then run the pipeline and the sources until `stop`, then drain; `opened`
+    is set once there is something to drain."""
     required, optional = build_sinks(settings, url, metrics)
     limits = PipelineLimits(
         queue_size=settings.pipeline.queue_size,
@@ -224,7 +245,6 @@ async def serve(
         writers=settings.pipeline.writers,
     )
     pipeline = Pipeline(required, optional, limits, metrics)
-    stop = anyio.Event()
     drained = anyio.Event()
     timeout = settings.pipeline.shutdown_timeout_s
 
@@ -234,11 +254,8 @@ async def serve(
         finally:
             drained.set()
 
-    opened = anyio.Event()
     async with anyio.create_task_group() as outer:
-        # Signals first: opening the sinks may wait long (a nats sink for its server).
-        await outer.start(_signals, stop, outer.cancel_scope, opened)
-        await outer.start(write)
+        await outer.start(write)  # opens the sinks: may wait long (a nats sink for its server)
         opened.set()  # a signal from now on drains
         if url:
             outer.start_soon(_maintenance, settings, url, stop)
@@ -256,12 +273,11 @@ async def serve(
             deadline = anyio.current_time() + timeout
             inputs.cancel_scope.deadline = deadline
         await pipeline.close()
-        with anyio.move_on_at(deadline):
+        with anyio.CancelScope(deadline=deadline):
             await drained.wait()
         if not drained.is_set():
             log.warning("shutdown_timeout", unwritten=pipeline.depth)
         outer.cancel_scope.cancel()
-    log.info("collector_stopped")
 
 
 async def _signals(
@@ -271,7 +287,9 @@ async def _signals(
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+    # SIGHUP too: a closed terminal or SSH session stops collector as cleanly as Ctrl-C (there
+    # is no configuration to reload).
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as received:
         task_status.started()
         async for signum in received:
             if stop.is_set():

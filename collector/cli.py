@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         parents=[common],
-        help="ingest until SIGINT/SIGTERM, then drain",
-        description="Start the sources, pipeline and sinks; on SIGINT/SIGTERM stop reading, "
-        "commit what is in flight, and exit. A second signal exits at once (unacknowledged "
-        "input is delivered again after restart).",
+        help="ingest until SIGINT/SIGTERM/SIGHUP, then drain",
+        description="Start the sources, pipeline and sinks; on SIGINT, SIGTERM or SIGHUP stop "
+        "reading, commit what is in flight, and exit (during the start, exit at once). A second "
+        "signal exits at once (unacknowledged input is delivered again after restart).",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -505,7 +505,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
         with app.database_url(settings) as url:
             text = anyio.run(go, url)
     output: Path = args.output
-    current = output.read_text() if output.exists() else None
+    current = output.read_text(encoding="utf-8") if output.exists() else None
     if args.check:
         if current != text:
             print(f"{output} is stale: run `collector docs sql` and commit the result")
@@ -514,7 +514,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
         return 0
     if current != text:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
+        output.write_text(text, encoding="utf-8")
         print(f"wrote {output}")
     else:
         print(f"{output} is up to date")

@@ -87,7 +87,7 @@ def read_data(spec: str) -> bytes:
 
 def read_secret(path: Path, option: str) -> str:
     try:
-        secret = path.expanduser().read_text().strip()
+        secret = path.expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SendFailed(f"send: {option} {str(path)!r}: cannot read: {exc.strerror}") from None
     if not secret:

@@ -79,7 +79,7 @@ class Section(BaseModel):
             if values.get(target):
                 raise KeyProblems((key, f"give either {target} or {key}, not both"))
             try:
-                values[target] = path.read_text().strip()
+                values[target] = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise KeyProblems((key, f"cannot read {str(path)!r}: {exc.strerror}")) from None
         return values
@@ -564,7 +564,7 @@ def load_settings(path: Path | None) -> Settings:
     base: dict[str, Any] = {}
     if path is not None:
         try:
-            base = tomllib.loads(path.read_text())
+            base = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError([f"config: file {str(path)!r} does not exist"]) from None
         except OSError as exc:

@@ -114,7 +114,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         lay = self.layout
-        lay.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lay.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         with self._lock():
             bin_dir = self._reachable_bin_dir()
             self._prepare_folders()
@@ -192,9 +195,19 @@ class EmbeddedPostgres:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _unwritable(self, exc: OSError) -> EmbeddedDatabaseError:
+        return EmbeddedDatabaseError(
+            f"database.data_dir: cannot write to {str(self.layout.data_dir)!r}: {exc.strerror}: "
+            "set data_dir to a folder collector may write, or database.url to your PostgreSQL"
+        )
+
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.layout.data_dir / "embedded-postgres.lock", "w") as handle:
+        try:
+            handle = open(self.layout.data_dir / "embedded-postgres.lock", "w")  # noqa: SIM115
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -53,7 +53,7 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
             raise MigrationError(
                 f"migrations {found[version].file_name} and {path.name} share version {version}"
             )
-        found[version] = Migration(version, match[2], path.read_text())
+        found[version] = Migration(version, match[2], path.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]
 
 
@@ -109,4 +109,5 @@ async def migrate(
                 ) from exc
         return pending
     finally:
-        await conn.execute(q["migration_unlock"])
+        if not conn.closed:  # closed (stopped midway, see psycopg's cancel): the lock went too
+            await conn.execute(q["migration_unlock"])

@@ -26,7 +26,7 @@ def queries() -> dict[str, LiteralString]:
 @cache
 def named_queries(file_name: str) -> dict[str, LiteralString]:
     """The `-- name: <name>` blocks of a file of `sql/`, by name, in the file's order."""
-    text = (sql_dir() / file_name).read_text()
+    text = (sql_dir() / file_name).read_text(encoding="utf-8")
     blocks = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     # Our own shipped file, never user input: safe to treat as literal SQL.
     return {

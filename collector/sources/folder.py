@@ -114,19 +114,24 @@ class FolderSource:
 
     def prepare(self) -> None:
         """Create the folders (the inbox itself only when its parent exists)."""
-        if not self.path.is_dir():
-            if not self.path.parent.is_dir():
+        if not self.path.is_dir() and not self.path.parent.is_dir():
+            raise ConfigError(
+                [
+                    f"config: sources.{self.name}.path: folder {str(self.path)!r} does not "
+                    "exist (nor its parent): create it or fix the path"
+                ]
+            )
+        done = [self.done_dir] if self.settings.after == "move" else []
+        for folder in [self.path, self.claimed_dir, self.failed_dir, *done]:
+            try:
+                folder.mkdir(parents=folder != self.path, exist_ok=True)
+            except OSError as exc:
                 raise ConfigError(
                     [
-                        f"config: sources.{self.name}.path: folder {str(self.path)!r} does not "
-                        "exist (nor its parent): create it or fix the path"
+                        f"config: sources.{self.name}: cannot create folder "
+                        f"{shown(str(folder))!r}: {exc.strerror}"
                     ]
-                )
-            self.path.mkdir(exist_ok=True)
-        for folder in (self.claimed_dir, self.failed_dir) + (
-            (self.done_dir,) if self.settings.after == "move" else ()
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
+                ) from None
 
     async def run(self, intake: Intake, stop: anyio.Event) -> None:
         self.prepare()

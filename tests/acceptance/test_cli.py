@@ -231,6 +231,19 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip() == "collector: config: file 'missing.toml' does not exist"
 
 
+def test_files_are_read_as_utf8_whatever_the_locale(tmp_path: Path, database_url: str) -> None:
+    # A server whose locale is plain C, without Python's UTF-8 coercion: the shipped migrations
+    # (their comments are not ASCII) and a TOML file (UTF-8 by definition) read as anywhere else.
+    (tmp_path / "collector.toml").write_text(
+        f"# Ereignisse für Grafana — the “api” schema\n[database]\nurl = {database_url!r}\n",
+        encoding="utf-8",
+    )
+    env = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = collector("migrate", "--check", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("up to date: ")
+
+
 def test_db_url_of_the_embedded_server(tmp_path: Path) -> None:
     result = collector("db", "url", cwd=tmp_path)
     assert result.returncode == 0
@@ -248,6 +261,37 @@ def test_run_refuses_a_missing_inbox_parent(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "sources.inbox.path" in result.stderr
     assert "/nonexistent/in" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            '[sources.inbox]\ntype = "folder"\npath = "in"\ndone_dir = "taken/done"\n'
+            '[sinks.db]\ntype = "postgres"\n[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n',
+            "collector: config: sources.inbox: cannot create folder '{tmp}/taken/done': Not a "
+            "directory",
+        ),
+        (
+            '[sources.hooks]\ntype = "http"\n[sinks.db]\ntype = "postgres"\n'
+            '[database]\ndata_dir = "taken/.collector"\n',
+            "collector: database.data_dir: cannot write to '{tmp}/taken/.collector': Not a "
+            "directory: set data_dir to a folder collector may write, or database.url to your "
+            "PostgreSQL",
+        ),
+    ],
+    ids=["folder source", "embedded database"],
+)
+def test_a_folder_that_cannot_be_created_is_named(
+    tmp_path: Path, config: str, problem: str
+) -> None:
+    # As a user without write access gets "Permission denied" (root gets past permissions, not
+    # past a file where a folder should be).
+    (tmp_path / "taken").write_text("a file, not a folder")
+    (tmp_path / "collector.toml").write_text(config)
+    result = collector("run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == problem.format(tmp=tmp_path) + "\n"
 
 
 def test_db_psql_passes_psql_options_through(tmp_path: Path, database_url: str) -> None:

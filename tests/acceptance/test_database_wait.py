@@ -4,7 +4,9 @@ waits for whatever an operator fixes."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -123,3 +125,21 @@ def test_run_waits_for_a_database_created_later(pg_admin_url: str, collector_pro
         proc.stop()
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_while_run_waits_for_the_database_stops_it_at_once(
+    sig: signal.Signals, collector_process: Any
+) -> None:
+    """`docker stop` (SIGTERM) or a closed terminal (SIGHUP) during the start's minute of
+    waiting: collector stops cleanly, not killed by the signal (as PID 1 in a container it
+    would ignore it until killed)."""
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    proc: CollectorProcess = collector_process(
+        '[sinks.db]\ntype = "postgres"\n', env={"COLLECTOR__DATABASE__URL": url}
+    ).start()
+    wait_for(lambda: "database_unavailable" in proc.logs(), timeout=60)
+
+    assert proc.stop(sig, timeout=10) == 0, proc.logs()
+    events = [json.loads(line)["event"] for line in proc.logs().splitlines()]
+    assert events[-2:] == ["shutdown_requested", "collector_stopped"]

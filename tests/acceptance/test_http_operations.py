@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 from typing import Any
 
 import httpx
@@ -121,6 +124,22 @@ def test_health_readiness_and_openmetrics(collector: HttpCollector) -> None:
         assert head.status_code == 200, path
         assert head.content == b""
         assert int(head.headers["content-length"]) > 0
+
+    # What port scanners send, and a client speaking TLS to plain HTTP: uvicorn answers 400 and
+    # warns. stderr is no terminal, so its warning too is a JSON line, like every other.
+    with socket.create_connection((collector.host, collector.port), timeout=10) as raw:
+        raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not HTTP\r\n\r\n")
+        assert raw.recv(1024).startswith(b"HTTP/1.1 400 ")
+    # A closed terminal (SIGHUP) drains and stops like SIGTERM.
+    assert collector.process.stop(signal.SIGHUP) == 0
+    lines = [json.loads(line) for line in collector.logs().splitlines()]
+    warned = [line for line in lines if line.get("logger") == "uvicorn.error"]
+    assert [(line["level"], line["event"]) for line in warned] == [
+        ("warning", "Invalid HTTP request received.")
+    ]
+    stopped = [line for line in lines if line["event"] == "shutdown_requested"]
+    assert [line["signal"] for line in stopped] == ["SIGHUP"]
+    assert lines[-1]["event"] == "collector_stopped"
 
 
 def test_openapi_document_describes_the_running_server(collector: HttpCollector) -> None:

@@ -200,6 +200,24 @@ async def test_a_failing_migration_leaves_nothing_behind(
     assert relation_exists(empty_database_url, "collector.half_done")
 
 
+async def test_a_migration_stopped_midway_stops_quietly(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    # `collector run` stopped by a signal while it migrates: psycopg closes the connection
+    # whose query it could not cancel in time, and the lock goes with it (once the server
+    # notices), so the next runner applies the migration.
+    folder = migrations_folder(tmp_path, {f"{NEXT}_slow.sql": "SELECT pg_sleep(1);"})
+    known = migrations.load_migrations(folder)
+    async with await connect(empty_database_url) as conn:
+        await migrations.migrate(conn, SHIPPED)
+        with anyio.move_on_after(0.3) as scope:
+            await migrations.migrate(conn, known)
+    assert scope.cancelled_caught
+    assert ledger(empty_database_url) == SHIPPED_LEDGER
+    async with await connect(empty_database_url) as conn:
+        assert [m.file_name for m in await migrations.migrate(conn, known)] == [f"{NEXT}_slow.sql"]
+
+
 async def test_concurrent_runners_apply_each_migration_once(
     empty_database_url: str, tmp_path: Path
 ) -> None:
