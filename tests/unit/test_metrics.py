@@ -116,8 +116,14 @@ async def test_render_speaks_prometheus_text_and_openmetrics() -> None:
 
     text, content_type = metrics.render(None)
     assert content_type.startswith("text/plain")
-    names = {f.name for f in text_string_to_metric_families(text.decode())}
+    families = list(text_string_to_metric_families(text.decode()))
+    names = {f.name for f in families}
     assert {"collector_events_received", "collector_queue_depth"} <= names
+    # The process's own figures, as every Prometheus client exports them; no _created series.
+    assert {"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds"} <= names
+    rss = next(f for f in families if f.name == "process_resident_memory_bytes")
+    assert rss.samples[0].value > 10e6
+    assert not [s.name for f in families for s in f.samples if s.name.endswith("_created")]
 
     body, content_type = metrics.render("application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
