@@ -120,6 +120,17 @@ def test_demo_migrates_and_fills_every_view(seeded: Any) -> None:
         levels = {r[0] for r in conn.execute("SELECT DISTINCT level FROM api.cluster_logs")}
         assert {"info", "warn", "error"} <= levels
         assert one(conn, "SELECT count(*) FROM api.rejected_events") == (0,)
+        # Analysed at the end, so that the first dashboards are planned knowing the data.
+        assert re.search(r"^analysed the tables it filled in \d+\.\d s$", first.stdout, re.M)
+        analysed: dict[str, bool] = dict(
+            conn.execute(
+                "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                " WHERE schemaname = 'collector' AND n_live_tup > 0 AND (relname LIKE 'events%%'"
+                "  OR relname IN ('event_identities', 'subjects', 'deployments', 'jobs'))"
+            ).fetchall()
+        )
+        assert len(analysed) > 10, analysed
+        assert all(analysed.values()), analysed
 
 
 def test_dora_rates_the_last_30_days_with_a_spread_across_services(seeded: Any) -> None:
@@ -162,6 +173,7 @@ def test_a_second_run_stores_nothing_new(seeded: Any) -> None:
     stored, duplicates, rejected = stored_line(again.stdout)
     assert (stored, duplicates, rejected) == (0, stored_line(first.stdout)[0], 0)
     assert "times are those of the first run with seed 3" in again.stdout
+    assert "analysed" not in again.stdout  # nothing new to analyse
     assert counts(url) == before
 
 
