@@ -144,6 +144,13 @@ from api.dora_time_to_restore(now() - interval '90 days', now(), array['prod']);
     "dora_time_to_restore_series": """\
 select time, incidents, median_s / 60 as median_minutes
 from api.dora_time_to_restore_series(now() - interval '90 days', now(), '1 week');""",
+    "dora_by_service": """\
+-- every service's four metrics and ratings, those deploying most first
+select service, deployments, frequency_rating, lead_time_median_s / 3600 as lead_time_hours,
+       lead_time_rating, failure_rate, failure_rating, restore_median_s / 60 as restore_minutes,
+       restore_rating
+from api.dora_by_service(now() - interval '30 days', now(), array['prod'])
+order by deployments desc, service;""",
 }
 
 

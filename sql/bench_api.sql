@@ -335,6 +335,10 @@ SELECT * FROM api.dora_time_to_restore_series(%(from_time)s, %(to_time)s, '1 day
 SELECT * FROM api.dora_time_to_restore_series(
     %(from_time)s, %(to_time)s, '1 day', services => %(services)s);
 
+-- name: dora_by_service
+-- DORA table: the four metrics and ratings of every service
+SELECT * FROM api.dora_by_service(%(from_time)s, %(to_time)s);
+
 -- name: schema_version
 -- the API version (api.schema_version)
 SELECT api.schema_version();

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -400,6 +400,123 @@ def test_ratings(db: Conn, database_url: str) -> None:
         "medium",  # 2 days
         "low",  # 10 days
     ]
+
+
+BY_SERVICE = """
+    SELECT d.service, f.deployments, f.per_day, f.rating, l.deployments, l.median_s, l.p90_s,
+           l.mean_s, l.rating, c.failed, c.rate, c.rating, r.incidents, r.resolved, r.median_s,
+           r.p90_s, r.rating
+    FROM (SELECT DISTINCT service FROM api.deployments
+          WHERE time >= %(from)s AND time < %(to)s
+            AND (coalesce(cardinality(%(environments)s::text[]), 0) = 0
+                 OR environment = ANY (%(environments)s::text[]))) AS d,
+         api.dora_deployment_frequency(%(from)s, %(to)s, %(environments)s, ARRAY[d.service]) f,
+         api.dora_lead_time(%(from)s, %(to)s, %(environments)s, ARRAY[d.service]) l,
+         api.dora_change_failure_rate(%(from)s, %(to)s, %(environments)s, ARRAY[d.service]) c,
+         api.dora_time_to_restore(%(from)s, %(to)s, %(environments)s, ARRAY[d.service]) r
+    ORDER BY d.service
+"""
+
+
+def test_by_service_gives_each_service_its_single_values(db: Conn, database_url: str) -> None:
+    """api.dora_by_service is the four functions called for each service alone (what the
+    Grafana panel did, one call per service and metric), in one call."""
+    ingest(database_url, [week()])
+    # The week, a day (web's removal in staging lists web without a deployment), ranges with
+    # nothing or only what lies around the week, and the month.
+    ranges = [WEEK, (at(6), at(7)), (at(3), at(4)), (at(-1), at(0)), (at(7), at(8))]
+    ranges.append((datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC)))
+    for start, end in ranges:
+        for environments in (None, [], ["prod"], ["staging"], ["prod", "staging"], ["nowhere"]):
+            params = {"from": start, "to": end, "environments": environments}
+            singles = db.execute(BY_SERVICE, params).fetchall()
+            by_service = db.execute(
+                "SELECT * FROM api.dora_by_service(%(from)s, %(to)s, %(environments)s)", params
+            ).fetchall()
+            assert by_service == singles, (start, end, environments)
+            filtered = db.execute(
+                "SELECT * FROM api.dora_by_service(%s, %s, %s, ARRAY['web', 'other'])",
+                (start, end, environments),
+            ).fetchall()
+            assert filtered == [row for row in singles if row[0] == "web"]
+
+    assert rows(db, "SELECT * FROM api.dora_by_service(%s, %s, ARRAY['prod'])", WEEK) == [
+        {
+            "service": "api", "deployments": 3, "per_day": 3 / 7, "frequency_rating": "high",
+            "lead_time_deployments": 2, "lead_time_median_s": 10800.0,
+            "lead_time_p90_s": 10800.0, "lead_time_mean_s": 10800.0, "lead_time_rating": "elite",
+            "failed": 2, "failure_rate": 2 / 3, "failure_rating": "low", "incidents": 1,
+            "resolved": 0, "restore_median_s": None, "restore_p90_s": None,
+            "restore_rating": None,
+        },
+        {
+            "service": "web", "deployments": 3, "per_day": 3 / 7, "frequency_rating": "high",
+            "lead_time_deployments": 3, "lead_time_median_s": 43200.0,
+            "lead_time_p90_s": percentile([3600.0, 86400.0, 43200.0], 0.9),
+            "lead_time_mean_s": (3600.0 + 86400.0 + 43200.0) / 3, "lead_time_rating": "elite",
+            "failed": 1, "failure_rate": 1 / 3, "failure_rating": "low", "incidents": 1,
+            "resolved": 1, "restore_median_s": 5400.0, "restore_p90_s": 5400.0,
+            "restore_rating": "high",
+        },
+    ]  # fmt: skip
+    # A service listed for its removal alone: no deployment, so no rate.
+    assert db.execute(
+        "SELECT service, deployments, per_day, frequency_rating, failure_rate, failure_rating"
+        " FROM api.dora_by_service(%s, %s, ARRAY['staging'])",
+        (at(6), at(7)),
+    ).fetchall() == [("web", 0, 0.0, "low", None, None)]
+    with pytest.raises(InvalidParameterValue, match=r"to_time .* must be after from_time"):
+        db.execute("SELECT * FROM api.dora_by_service(%s, %s)", (at(1), at(0)))
+
+
+def test_no_plan_compares_every_deployment_with_every_artifact(db: Conn, database_url: str) -> None:
+    """On tables never analysed (autovacuum off, or right after a bulk load) the planner
+    expects a row or two from each step. Lead times and failures joined two such steps, the
+    deployments and their artifacts or their failures, in a nested loop comparing each row
+    with each: 25-43 s for 90 days of `collector demo`. Now the work grows with the rows."""
+    for table in ("subjects", "deployments"):
+        db.execute(f"ALTER TABLE collector.{table} SET (autovacuum_enabled = false)")
+    docs: list[Doc] = []
+    for n in range(120):  # 120 artifacts, each deployed to staging then prod: 240 deployments
+        name, when = ("api", "web")[n % 2], at(hours=n)
+        docs.append(artifact("packaged", f"p{n}", when - timedelta(hours=1), f"c{n}"))
+        docs.append(change("merged", f"c{n}", when - timedelta(hours=2)))
+        docs.append(service("deployed", name, "staging", when, f"p{n}"))
+        docs.append(service("deployed", name, "prod", when + timedelta(minutes=30), f"p{n}"))
+        if n % 6 == 0:  # a failure after every sixth
+            docs.append(service("rolledback", name, "prod", when + timedelta(minutes=40)))
+    ingest(database_url, [docs])
+    assert db.execute(
+        "SELECT count(*) FROM pg_class WHERE oid IN ('collector.subjects'::regclass,"
+        " 'collector.deployments'::regclass) AND reltuples < 0"
+    ).fetchone() == (2,), "the tables were analysed: the planner would know better"
+    deployments = 240
+    window = (at(-1), at(7))
+    compared = {}  # rows a join read and dropped, per building block (as the api functions use it)
+    for name, query in (
+        ("lead times", "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_time_s)"
+         " FROM collector.dora_lead_times(%s, %s, NULL, NULL) WHERE lead_time_s IS NOT NULL"),
+        ("failures", "SELECT count(*), count(*) FILTER (WHERE failed)"
+         " FROM collector.dora_failures(%s, %s, NULL, NULL)"),
+    ):  # fmt: skip
+        [(plan,)] = db.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", window).fetchall()
+        compared[name] = sum(
+            node.get("Rows Removed by Join Filter", 0) * node["Actual Loops"]
+            for node in nodes(plan[0]["Plan"])
+        )
+    assert all(n < deployments for n in compared.values()), compared
+    assert db.execute(
+        "SELECT deployments, median_s FROM api.dora_lead_time(%s, %s)", window
+    ).fetchone() == (deployments, 3600 * 2 + 1800 / 2)
+    assert db.execute(
+        "SELECT deployments, failed FROM api.dora_change_failure_rate(%s, %s)", window
+    ).fetchone() == (deployments, 20)
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
 
 
 SERIES = [

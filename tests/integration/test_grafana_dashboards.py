@@ -524,6 +524,49 @@ def test_the_job_list_of_a_past_range_holds_the_jobs_that_ran_then(
         assert stop is None or stop >= grafana.range.start, row
 
 
+# What "DORA ratings per service" ran before api.dora_by_service: the four functions called for
+# each service alone (four calls per service: 7.5 s for 200 services over 30 days).
+ONE_SERVICE_AT_A_TIME = """
+SELECT s.service, f.deployments, f.per_day AS "deployments per day", f.rating AS "frequency",
+       l.median_s / 3600 AS "lead time (h)", l.rating AS "lead time",
+       c.rate AS "failure rate", c.rating AS "failures",
+       r.median_s / 3600 AS "restore (h)", r.rating AS "restore"
+FROM (
+    SELECT DISTINCT service FROM api.deployments
+    WHERE time >= $__timeFrom()::timestamptz AND time < $__timeTo()::timestamptz
+      AND (cardinality(array_remove(ARRAY[${environment:sqlstring}]::text[], NULL)) = 0
+           OR environment = ANY (ARRAY[${environment:sqlstring}]::text[]))
+      AND (cardinality(array_remove(ARRAY[${service:sqlstring}]::text[], NULL)) = 0
+           OR service = ANY (ARRAY[${service:sqlstring}]::text[]))
+) AS s,
+LATERAL api.dora_deployment_frequency($__timeFrom()::timestamptz, $__timeTo()::timestamptz,
+    array_remove(ARRAY[${environment:sqlstring}]::text[], NULL), ARRAY[s.service]) AS f,
+LATERAL api.dora_lead_time($__timeFrom()::timestamptz, $__timeTo()::timestamptz,
+    array_remove(ARRAY[${environment:sqlstring}]::text[], NULL), ARRAY[s.service]) AS l,
+LATERAL api.dora_change_failure_rate($__timeFrom()::timestamptz, $__timeTo()::timestamptz,
+    array_remove(ARRAY[${environment:sqlstring}]::text[], NULL), ARRAY[s.service]) AS c,
+LATERAL api.dora_time_to_restore($__timeFrom()::timestamptz, $__timeTo()::timestamptz,
+    array_remove(ARRAY[${environment:sqlstring}]::text[], NULL), ARRAY[s.service]) AS r
+ORDER BY f.deployments DESC, s.service
+"""
+
+
+def test_the_ratings_per_service_are_each_services_own(reader: psycopg.Connection[Any]) -> None:
+    """DORA's table per service, one call of api.dora_by_service, shows what the four
+    functions give for each service alone, with every filter as the other panels get it."""
+    dashboard = load_dashboards()["dora.json"]
+    grafana = Grafana(reader, dashboard)
+    [query] = [q for q in queries(dashboard) if q.panel == "DORA ratings per service"]
+    state = grafana.resolve_variables()
+    for label, variables_now, need_rows in scenarios(state):
+        result = grafana.check(query, variables_now, label, need_rows)
+        expected, _ = grafana.run(ONE_SERVICE_AT_A_TIME, variables_now, query.panel_json)
+        assert result is not None, grafana.problems
+        assert result.columns == expected.columns, label
+        assert result.rows == expected.rows, label
+    assert grafana.problems == [], "\n\n".join(grafana.problems)
+
+
 def test_the_flakiest_tests_both_passed_and_failed(reader: psycopg.Connection[Any]) -> None:
     """A test that never passed is broken, not flaky: Pipelines' flakiest tests leave it out."""
     dashboard = load_dashboards()["pipelines.json"]
