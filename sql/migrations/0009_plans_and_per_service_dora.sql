@@ -1,7 +1,7 @@
--- DORA: plans that stay linear without statistics, and every service's metrics in one call.
--- api schema version 1.3.
+-- Plans that stay linear without statistics, DORA per service in one call, and lookups by id
+-- that find a ClusterCockpit event whatever else shares its id. api schema version 1.3.
 --
--- On tables never analysed (autovacuum off, or just after a bulk load such as `collector
+-- DORA: on tables never analysed (autovacuum off, or just after a bulk load such as `collector
 -- demo`), the planner expects a range to hold a row or two, and joined two materialised sets of
 -- thousands of rows in a nested loop comparing each row with each: 25-43 s for the lead time of
 -- 90 days of demo data (18,580 deployments x 6,346 artifacts), past Grafana's 30 s timeout;
@@ -15,6 +15,16 @@
 -- 7.5 s for 200 services over 30 days. api.dora_by_service gives every service's metrics and
 -- ratings in one pass over each building block. The ratings are functions now, so that the
 -- single values and the per-service ones cannot drift apart.
+--
+-- Lookups by id: collector.partition_scope_events_by_id skipped every id the identity table
+-- knew, so when a ClusterCockpit id was also the id of another family's event (a ClusterCockpit
+-- event forwarded as a CloudEvent into the same database keeps its id, source, type and time),
+-- only the copy was returned. Known ids are now probed in the ClusterCockpit families at their
+-- identities' times: one partition per family, as for the other families. And the windows that
+-- search unknown ids took the ids as an array literal, whose every element the planner
+-- estimated against every partition's statistics: 10,000 unknown ids cost seconds of planning
+-- before any row was read. They are joined as a set now. And without statistics, the identity
+-- table was read whole for a hundred ids: it is probed once per id now.
 
 -- DORA ---------------------------------------------------------------------------------------
 
@@ -310,6 +320,124 @@ END
 $$;
 
 COMMENT ON FUNCTION api.dora_by_service(timestamptz, timestamptz, text[], text[]) IS 'The four DORA metrics and their ratings per service, in one call: one row per service with a deployment-like event (service deployed, upgraded, rolledback or removed) in [from_time, to_time) in the given environments and services (NULL or empty: all), ordered by service. Each value is what the single-value function gives for that service alone (services => ARRAY[service]): deployments, per_day and frequency_rating as api.dora_deployment_frequency (deployments, per_day, rating); lead_time_deployments, lead_time_median_s, lead_time_p90_s, lead_time_mean_s and lead_time_rating as api.dora_lead_time; failed, failure_rate and failure_rating as api.dora_change_failure_rate (failure_rate null without deployments); incidents, resolved, restore_median_s, restore_p90_s and restore_rating as api.dora_time_to_restore (the incidents of that service that began in the range). Their COMMENTs define each metric and rating.';
+
+-- Lookups by id ------------------------------------------------------------------------------
+
+-- The identity table is read by one probe of its key per id asked (a LATERAL subquery kept
+-- apart by OFFSET 0, or an aggregate, cannot become a join): on a table without statistics,
+-- `id = ANY (ids)` and joins with the ids made the planner read the whole table (and once sort
+-- it) for 100 ids. A lookup then costs what the ids cost, whatever the table's size.
+-- Otherwise as in 0001: the identities give their events' times; the events are read with the
+-- range of those times known to the planner (a custom plan every call), so only the time
+-- partitions of that range are planned, and each identity probes at most one partition per
+-- family (run-time pruning) through the (type, time) index. Never JIT (see 0001).
+CREATE OR REPLACE FUNCTION api.events_by_id(ids text[]) RETURNS SETOF api.events
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan SET jit = off AS $$
+DECLARE
+    earliest timestamptz;
+    latest timestamptz;
+    families text[];
+BEGIN
+    SELECT min(i.first), max(i.last) INTO earliest, latest
+    FROM unnest(ids) AS k(id)
+    CROSS JOIN LATERAL (SELECT min(i.time) AS first, max(i.time) AS last
+                        FROM collector.event_identities i WHERE i.id = k.id) AS i;
+    SELECT array_agg(p.family) INTO families
+    FROM collector.partition_policy p WHERE p.identity_scope = 'global';
+    RETURN QUERY
+        SELECT e.* FROM (
+            SELECT l.*
+            FROM (SELECT DISTINCT k.id FROM unnest(ids) AS k(id)) AS k
+            CROSS JOIN LATERAL (
+                SELECT i.* FROM collector.event_identities i WHERE i.id = k.id OFFSET 0
+            ) AS i
+            CROSS JOIN LATERAL (
+                SELECT v.* FROM api.events v
+                WHERE v.time = i.time AND v.id = i.id AND v.source = i.source AND v.type = i.type
+                  AND v.time BETWEEN earliest AND latest AND v.family = ANY (families)
+                OFFSET 0
+            ) AS l
+            UNION ALL
+            SELECT * FROM collector.partition_scope_events_by_id(ids)
+        ) AS e
+        ORDER BY e.time, e.seq;
+END
+$$;
+
+-- Events of `partition`-scope families (ClusterCockpit events and logs) have no row in the
+-- identity table. Their ids are SHA-256 hex; only ids of that shape are looked up there.
+-- An id the identity table knows is the id of another family's event; a ClusterCockpit event
+-- with that id is a copy of it or its original (a forward keeps id, source, type and time), so
+-- it is looked for at the times of the id's identities only: one partition per family, each
+-- probe pruned at run time. (A ClusterCockpit event sharing a known id at another time is not
+-- found: searching every partition for each such id, most of them content hashes of plain
+-- JSON, would make every lookup of those slow.)
+-- Unknown ids have no time: they are searched newest first, in windows growing backwards (the
+-- last week, the five weeks before, half a year, then the rest), each planned with its bounds
+-- known (only its partitions are planned), and an id found is not looked for further back (its
+-- time is part of it: one event). The ids are joined as a set: as an array literal, the
+-- planner estimated each of them against each partition's statistics (10,000 unknown ids:
+-- seconds of planning). The planner then probes each id in each partition's identity index,
+-- or, for many ids, reads the window's partitions once against a hash of them. Recent ids, the
+-- usual lookup, cost a few dozen partitions; unknown ones still cost them all. plpgsql plans
+-- this only when run, so ids of other shapes (UUIDs) never pay for it.
+CREATE OR REPLACE FUNCTION collector.partition_scope_events_by_id(ids text[]) RETURNS SETOF api.events
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    hex text[];
+    wanted text[];
+    found text[];
+    event api.events;
+    back interval;
+    newer timestamptz := 'infinity';
+    older timestamptz;
+    earliest timestamptz;
+    latest timestamptz;
+BEGIN
+    -- Distinct, as they are joined; the shape tested without a regular expression (^[0-9a-f]{64}$
+    -- took 20 µs an id).
+    hex := ARRAY(SELECT DISTINCT x FROM unnest(ids) AS x WHERE length(x) = 64 AND x !~ '[^0-9a-f]');
+    -- The unknown ones, and the span of the known ones' times: one probe of the identity key per
+    -- id, as in api.events_by_id.
+    SELECT array_agg(h.id) FILTER (WHERE i.first IS NULL), min(i.first), max(i.last)
+    INTO wanted, earliest, latest
+    FROM unnest(hex) AS h(id)
+    CROSS JOIN LATERAL (SELECT min(k.time) AS first, max(k.time) AS last
+                        FROM collector.event_identities k WHERE k.id = h.id) AS i;
+    IF earliest IS NOT NULL THEN
+        RETURN QUERY
+            SELECT l.*
+            FROM (SELECT DISTINCT h.id, i.time
+                  FROM unnest(hex) AS h(id)
+                  CROSS JOIN LATERAL (
+                      SELECT k.time FROM collector.event_identities k WHERE k.id = h.id OFFSET 0
+                  ) AS i) AS k
+            CROSS JOIN LATERAL (
+                SELECT v.* FROM api.events v
+                WHERE v.family IN ('ccmessage', 'cclog') AND v.id = k.id AND v.time = k.time
+                  AND v.time BETWEEN earliest AND latest
+                OFFSET 0
+            ) AS l;
+    END IF;
+    FOREACH back IN ARRAY ARRAY[interval '7 days', interval '6 weeks', interval '6 months', NULL]
+    LOOP
+        EXIT WHEN coalesce(cardinality(wanted), 0) = 0;
+        older := coalesce(now() - back, '-infinity');
+        found := '{}';
+        FOR event IN
+            SELECT v.* FROM unnest(wanted) AS w(id) JOIN api.events v ON v.id = w.id
+            WHERE v.family IN ('ccmessage', 'cclog') AND v.time >= older AND v.time < newer
+        LOOP
+            RETURN NEXT event;
+            found := found || event.id;
+        END LOOP;
+        wanted := ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(found));
+        newer := older;
+    END LOOP;
+END
+$$;
 
 -- The contract ----------------------------------------------------------------------------
 

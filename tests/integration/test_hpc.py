@@ -11,10 +11,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
+from collector.events import to_cloudevent
 from tests.clustercockpit import RECEIVED, job_line, quoted, store
+from tests.integration.cdevents_factory import ingest
 
 Conn = psycopg.Connection[Any]
 
@@ -129,6 +132,37 @@ def test_lookup_by_id_finds_messages_of_any_age_once(database_url: str, db: Conn
         assert db.execute("SELECT time, family FROM api.event(%s)", (event_id,)).fetchall() == [
             (when, family)
         ]
+
+
+def test_lookup_by_id_finds_a_message_whose_id_another_family_has_too(
+    database_url: str, db: Conn
+) -> None:
+    """A ClusterCockpit event forwarded as a CloudEvent into the same database: the copy (a
+    forwarding sink's, keeping id, source, type and time) is a CloudEvent with a known identity,
+    the original a ClusterCockpit event with the same id. A lookup finds both."""
+    now = int(datetime.now(UTC).timestamp())
+    decoded, _ = store(
+        database_url,
+        f'node_state,cluster=fritz,hostname=f01,type=node,type-id=0 event="down" {now - 3600}\n'
+        f'slurmd,cluster=fritz,hostname=f01,type=node,type-id=0 log="up" {now - 40 * 86400}',
+    )
+    copies = [orjson.loads(orjson.dumps(to_cloudevent(event))) for event in decoded.events]
+    [forwarded] = ingest(database_url, [copies])
+    assert forwarded.stored == 2
+    stored = db.execute("SELECT id, time, family FROM api.events ORDER BY time, family").fetchall()
+    families = [family for _, _, family in stored]
+    assert families == ["cclog", "cloudevents", "ccmessage", "cloudevents"]
+
+    ids = [event.id for event in decoded.events]
+    found = db.execute(
+        "SELECT id, time, family FROM api.events_by_id(%s) ORDER BY time, family",
+        ([*ids, "0" * 64, "e-unknown"],),
+    ).fetchall()
+    assert found == stored
+    for event_id in ids:
+        assert db.execute(
+            "SELECT id, time, family FROM api.event(%s) ORDER BY family", (event_id,)
+        ).fetchall() == [row for row in stored if row[0] == event_id]
 
 
 def test_a_resent_delivery_is_a_duplicate(database_url: str, db: Conn) -> None:

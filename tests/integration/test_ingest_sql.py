@@ -375,7 +375,8 @@ def explain_events_by_id(conn: Conn, ids: list[str]) -> str:
         {"ids": ids},
     ).fetchone()
     assert variables is not None
-    body = re.sub(r"\b(ids|earliest|latest|families)\b", r"%(\1)s", query[1].replace("%", "%%"))
+    body = re.sub(r"\b(earliest|latest)\b", r"%(\1)s", query[1].replace("%", "%%"))
+    body = re.sub(r"\b(ids|families)\b", r"%(\1)s::text[]", body)  # unnest needs the type
     rows = conn.execute(
         "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + body,
         dict(zip(("earliest", "latest", "families"), variables, strict=True), ids=ids),
