@@ -6,8 +6,7 @@ Only this module and the CLI know every adapter; `run()` is `collector run`.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, assert_never
 
 import anyio
@@ -16,9 +15,9 @@ import structlog
 
 from collector.db import connection
 from collector.db import migrate as migrations
-from collector.db.embedded import EmbeddedPostgres
+from collector.db.embedded import database_url
 from collector.db.queries import queries
-from collector.errors import DatabaseUnavailable, MigrationError, first_line
+from collector.errors import DatabaseUnavailable, first_line
 from collector.maintenance import log_maintenance, maintain
 from collector.metrics import Metrics
 from collector.openapi import build_openapi
@@ -50,17 +49,6 @@ from collector.web import serve as serve_http
 log = structlog.get_logger("collector")
 
 
-@contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """The configured URL, or the embedded server's (started here, stopped on exit if ours)."""
-    url = settings.database.url.get_secret_value()
-    if url:
-        yield url
-        return
-    with EmbeddedPostgres(settings.database.data_dir) as server:
-        yield server.url
-
-
 async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[Any]:
     """Connect in autocommit, retrying any error while the server starts (a service waits for
     what an operator fixes, a missing database too); DatabaseUnavailable after timeout_s."""
@@ -68,25 +56,10 @@ async def connect(url: str, timeout_s: float = 60.0) -> psycopg.AsyncConnection[
 
 
 async def prepare_database(url: str, mode: str) -> None:
-    """Migrate or check (see `migrate_or_check`), then create the coming partitions."""
+    """Migrate or check (see `migrations.migrate_or_check`), then create the coming partitions."""
     async with await connect(url) as conn:
-        await migrate_or_check(conn, mode)
+        await migrations.migrate_or_check(conn, mode)
         await conn.execute(queries()["ensure_partitions_ahead"])
-
-
-async def migrate_or_check(conn: psycopg.AsyncConnection[Any], mode: str) -> None:
-    """Apply pending migrations (mode auto) or refuse to go on with them pending (check)."""
-    known = migrations.load_migrations()
-    status = await migrations.status(conn, known)
-    if status.pending and mode == "check":
-        names = ", ".join(m.file_name for m in status.pending)
-        raise MigrationError(
-            f"database has {len(status.pending)} pending migration(s): {names}; "
-            'run `collector migrate` (or set database.migrate = "auto")'
-        )
-    applied = await migrations.migrate(conn, known)
-    for migration in applied:
-        log.info("migration_applied", migration=migration.file_name)
 
 
 def build_sinks(

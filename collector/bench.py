@@ -33,6 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector import demo_events, logs
+from collector.cli import positive
 from collector.db.embedded import EmbeddedPostgres, layout
 from collector.db.queries import queries
 from collector.errors import BenchmarkFailed, ConfigError, DatabaseUnavailable, first_line
@@ -105,17 +106,6 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         help="seconds one timed step may take before the run fails (default max(120, events/1000))",
     )
     ingest.set_defaults(handler=cmd_ingest)
-
-
-def positive(text: str) -> int:
-    """An argparse type; its error reads `argument --days: must be a positive integer, not '0'`."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.string import TextLoader
 
 from collector import ccmessage, demo_events, logs, maintenance
-from collector.bench import connect, no_gc, positive, postgres_server, print_notes
+from collector.bench import connect, no_gc, postgres_server, print_notes
+from collector.cli import positive
 from collector.db import migrate as migrations
 from collector.db.embedded import EmbeddedPostgres
 from collector.db.queries import named_queries, queries

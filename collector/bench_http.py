@@ -44,12 +44,12 @@ from collector.bench import (
     no_gc,
     peak_rss_kb,
     pipeline_table,
-    positive,
     postgres_server,
     print_notes,
     process_cpu,
     tail,
 )
+from collector.cli import positive
 from collector.db.queries import queries
 from collector.errors import BenchmarkFailed, first_line
 from collector.loadgen import ClientResult, load_client, post, write_requests

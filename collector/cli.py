@@ -16,14 +16,8 @@ from typing import Any
 
 import anyio
 import orjson
-import psycopg
 
-from collector import __version__, app, demo_events, docs, logs, maintenance
-from collector import send as sending
-from collector.bench import positive
-from collector.db import connection
-from collector.db import migrate as migrations
-from collector.db.embedded import layout, psql_path
+from collector import __version__, demo_events
 from collector.errors import CollectorError, ConfigError, MigrationError
 from collector.settings import (
     ENV_PREFIX,
@@ -40,7 +34,8 @@ GC_THRESHOLD = 10_000  # young objects allocated between two collections (CPytho
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    # The benchmarks' parsers import what they measure: only for `collector bench`.
+    parser = build_parser(benchmarks="bench" in (sys.argv[1:] if argv is None else argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # Only `db psql` takes arguments of another program (psql's own -c, -t, -A, ...).
@@ -60,10 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CollectorError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return 1
-    except psycopg.Error as exc:
-        # Not translated where it happened: say it in one line, with what usually fixes it.
-        print(f"collector: error: {database_problem(exc)}", file=sys.stderr)
-        return 1
     except BaseExceptionGroup as group:
         # A task (a source, a sink) failed with one of our errors: say it like the others.
         matched, _ = group.split(CollectorError)
@@ -74,10 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Commands import psycopg when they use it (it is slow to import): not imported, not
+        # its error. Not translated where it happened: one line, with what usually fixes it.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
+        print(f"collector: error: {database_problem(exc)}", file=sys.stderr)
+        return 1
 
 
-def database_problem(exc: psycopg.Error) -> str:
+def database_problem(exc: Exception) -> str:
     """A database error the commands do not expect, in one line with its likely fix."""
+    import psycopg
+
     message = " ".join(str(exc).split()) or type(exc).__name__
     problem = f"database: {message}"
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
@@ -95,7 +96,11 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, benchmarks: bool = True) -> argparse.ArgumentParser:
+    """The command line; without `benchmarks`, `bench` lists no benchmarks (their modules are
+    slow to import)."""
+    from collector import send as sending
+
     parser = argparse.ArgumentParser(
         prog="collector",
         description="Collect CDEvents, CloudEvents and JSON events into PostgreSQL; "
@@ -348,10 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print figures and ratios")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
-    from collector import bench as benchmarks
+    if benchmarks:
+        from collector import bench as benchmark_commands
 
-    benchmarks.add_parsers(bench_commands, common)
+        benchmark_commands.add_parsers(bench_commands, common)
     return parser
+
+
+def positive(text: str) -> int:
+    """An argparse type; its error reads `argument --days: must be a positive integer, not '0'`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def _add_wait(command: argparse.ArgumentParser) -> None:
@@ -382,6 +399,8 @@ def _env_path(name: str) -> Path | None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from collector import logs
+
     settings = load_settings(config_path(args.config))
     logs.configure(settings.log.level, settings.log.format)
     return settings
@@ -413,6 +432,10 @@ def _has_uvloop() -> bool:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from collector.db import connection
+    from collector.db import migrate as migrations
+    from collector.db.embedded import database_url
+
     settings = _settings(args)
 
     async def go(url: str) -> int:
@@ -433,20 +456,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"up to date: {len(status.applied) + len(applied)} migration(s) applied")
             return 0
 
-    with app.database_url(settings) as url:
+    with database_url(settings) as url:
         result: int = anyio.run(go, url)
     return result
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
+    from collector import maintenance
+    from collector.db import connection
+    from collector.db import migrate as migrations
+    from collector.db.embedded import database_url
+
     settings = _settings(args)
 
     async def go(url: str) -> list[maintenance.FamilyMaintenance]:
         async with await connection.connect(url, args.wait) as conn:
-            await app.migrate_or_check(conn, settings.database.migrate)
+            await migrations.migrate_or_check(conn, settings.database.migrate)
             return await maintenance.maintain(conn, settings.retention)
 
-    with app.database_url(settings) as url:
+    with database_url(settings) as url:
         done = anyio.run(go, url)
     for line in maintenance.describe(done):
         print(line)
@@ -464,8 +492,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CollectorError(f"demo: --services {args.services}: at most {MAX_SERVICES}")
     # Progress goes to stderr; the pipeline's per-batch log lines would drown it.
     if settings.log.level in ("debug", "info"):
+        from collector import logs
+
         logs.configure("warning", settings.log.format)
     from collector import demo
+    from collector.db.embedded import database_url
 
     options = demo.DemoOptions(
         seed=args.seed, services=args.services, days=args.days, nodes=args.nodes, wait_s=args.wait
@@ -473,7 +504,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.database_url:
         summary = demo.run(args.database_url, settings, options)
     else:
-        with app.database_url(settings) as url:
+        with database_url(settings) as url:
             summary = demo.run(url, settings, options)
     for line in summary.lines():
         print(line)
@@ -481,6 +512,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_docs_sql(args: argparse.Namespace) -> int:
+    from collector import docs
+    from collector.db import connection
+    from collector.db import migrate as migrations
+    from collector.db.embedded import database_url
+
     settings = _settings(args)
 
     async def go(url: str) -> str:
@@ -502,7 +538,7 @@ def cmd_docs_sql(args: argparse.Namespace) -> int:
     if args.database_url:
         text: str = anyio.run(go, args.database_url)
     else:
-        with app.database_url(settings) as url:
+        with database_url(settings) as url:
             text = anyio.run(go, url)
     output: Path = args.output
     current = output.read_text(encoding="utf-8") if output.exists() else None
@@ -538,6 +574,8 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 def cmd_db_psql(args: argparse.Namespace) -> int:
+    from collector.db.embedded import psql_path
+
     settings = _settings(args)
     executable = str(psql_path())
     extra = [a for a in args.psql_args if a != "--"]
@@ -545,6 +583,8 @@ def cmd_db_psql(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from collector import send as sending
+
     env = sending.ENV
     if args.format not in sending.FORMATS:
         raise sending.SendFailed(
@@ -580,6 +620,8 @@ def _env_flag(name: str) -> bool:
 
 
 def _database_url(settings: Settings) -> str:
+    from collector.db.embedded import layout
+
     return settings.database.url.get_secret_value() or layout(settings.database.data_dir).url
 
 

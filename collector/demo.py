@@ -22,8 +22,9 @@ from typing import Any, TextIO
 import anyio
 import orjson
 
-from collector import app, ccmessage, demo_events
+from collector import ccmessage, demo_events
 from collector.db import connection
+from collector.db import migrate as migrations
 from collector.db.queries import queries
 from collector.events import Event, Invalid, Origin, RejectedEvent, normalise
 from collector.pipeline import Pipeline, PipelineLimits, wait_committed
@@ -185,7 +186,7 @@ async def _seed(
     url: str, settings: Settings, options: DemoOptions, stream: TextIO | None
 ) -> Summary:
     async with await connection.connect(url, options.wait_s) as conn:
-        await app.migrate_or_check(conn, settings.database.migrate)
+        await migrations.migrate_or_check(conn, settings.database.migrate)
         await conn.execute(queries()["ensure_partitions_ahead"])
         cursor = await conn.execute(
             queries()["demo_anchor"],

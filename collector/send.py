@@ -16,14 +16,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-import httpx
 import orjson
 
 from collector import __version__
 from collector.errors import CollectorError
 from collector.settings import mask_url
+
+if TYPE_CHECKING:
+    import httpx
 
 BodyFormat = Literal["json", "ndjson", "cloudevent", "batch", "lineprotocol"]
 FormatChoice = Literal["auto", "json", "ndjson", "cloudevent", "batch", "lineprotocol"]
@@ -198,6 +200,8 @@ def post(
 
     `transport` is for tests (httpx.MockTransport); the default is the network.
     """
+    import httpx  # here: `collector --help` need not wait for it
+
     where = mask_url(options.url)
     try:
         with httpx.Client(timeout=options.timeout_s, transport=transport) as client:

@@ -22,11 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import structlog
 
 from collector.errors import EmbeddedDatabaseError
+
+if TYPE_CHECKING:
+    from collector.settings import Settings
 
 log = structlog.get_logger("collector.embedded")
 
@@ -344,3 +348,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured URL, or the embedded server's (started here, stopped on exit if ours)."""
+    url = settings.database.url.get_secret_value()
+    if url:
+        yield url
+        return
+    with EmbeddedPostgres(settings.database.data_dir) as server:
+        yield server.url

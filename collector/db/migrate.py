@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import structlog
 
 from collector.db.queries import queries, sql_dir
 from collector.errors import MigrationError, first_line
@@ -111,3 +112,17 @@ async def migrate(
     finally:
         if not conn.closed:  # closed (stopped midway, see psycopg's cancel): the lock went too
             await conn.execute(q["migration_unlock"])
+
+
+async def migrate_or_check(conn: psycopg.AsyncConnection[Any], mode: str) -> None:
+    """Apply pending migrations (mode auto) or refuse to go on with them pending (check)."""
+    known = load_migrations()
+    state = await status(conn, known)
+    if state.pending and mode == "check":
+        names = ", ".join(m.file_name for m in state.pending)
+        raise MigrationError(
+            f"database has {len(state.pending)} pending migration(s): {names}; "
+            'run `collector migrate` (or set database.migrate = "auto")'
+        )
+    for migration in await migrate(conn, known):
+        structlog.get_logger("collector").info("migration_applied", migration=migration.file_name)
