@@ -114,9 +114,14 @@ class JwtAuth:
     """An Ed25519-signed JWT (alg EdDSA) as ClusterCockpit issues them.
 
     The token comes in `Authorization: Bearer` or `X-Auth-Token`; `exp`, `nbf` and `iat` are
-    enforced when present (as golang-jwt does for cc-event-store); `sub` and `roles` are not
-    checked. Public keys are base64 of the raw 32 bytes; several may be valid.
+    enforced when present (as golang-jwt does for cc-event-store), give or take LEEWAY_S for
+    the clocks of the issuer and this host; `sub` and `roles` are not checked. Public keys are
+    base64 of the raw 32 bytes; several may be valid.
     """
+
+    # A token cc-backend issued a second ago on a host whose clock runs ahead is not "from the
+    # future"; NTP keeps clocks far closer than this.
+    LEEWAY_S = 60
 
     def __init__(self, public_keys: Sequence[str]) -> None:
         if not public_keys:
@@ -132,7 +137,13 @@ class JwtAuth:
         problem = "invalid token"
         for key in self._keys:
             try:
-                jwt.decode(token, key, algorithms=["EdDSA"], options={"verify_aud": False})
+                jwt.decode(
+                    token,
+                    key,
+                    algorithms=["EdDSA"],
+                    options={"verify_aud": False},
+                    leeway=self.LEEWAY_S,
+                )
                 return
             except jwt.ExpiredSignatureError:
                 raise AuthError(403, "invalid token: expired (exp is in the past)") from None

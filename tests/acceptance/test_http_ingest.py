@@ -871,7 +871,7 @@ def test_ed25519_jwt_in_bearer_and_x_auth_token(client: httpx.Client, db_url: st
     now = int(time.time())
     bad_tokens = {
         "other key": make_jwt(Ed25519PrivateKey.generate()),
-        "expired": make_jwt(exp=now - 60),
+        "expired": make_jwt(exp=now - 3600),
         "not yet valid": make_jwt(nbf=now + 3600),
         "garbage": "not.a.jwt",
         "HS256": jwt.encode({"sub": "x"}, raw_public_key(JWT_KEY), algorithm="HS256"),
@@ -1343,7 +1343,7 @@ def test_line_protocol_with_clustercockpit_jwt(client: httpx.Client, db_url: str
         client.post(
             "/api/secure/write",
             content=line,
-            headers={"authorization": f"Bearer {make_jwt(exp=int(time.time()) - 1)}"},
+            headers={"authorization": f"Bearer {make_jwt(exp=int(time.time()) - 3600)}"},
         ),
         403,
     )

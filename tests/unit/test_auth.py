@@ -82,7 +82,7 @@ def test_ed25519_jwt_as_clustercockpit_uses() -> None:
     token = jwt.encode({"sub": "cc-metric-collector", "exp": now + 60}, private, algorithm="EdDSA")
     auth.before_body({"authorization": f"Bearer {token}"})
     auth.before_body({"x-auth-token": token})
-    expired = jwt.encode({"exp": now - 60}, private, algorithm="EdDSA")
+    expired = jwt.encode({"exp": now - 120}, private, algorithm="EdDSA")
     early = jwt.encode({"nbf": now + 600}, private, algorithm="EdDSA")
     forged = jwt.encode({"sub": "x"}, Ed25519PrivateKey.generate(), algorithm="EdDSA")
     hs256 = jwt.encode({"sub": "x"}, "a-shared-secret-of-at-least-32-bytes", algorithm="HS256")
@@ -99,6 +99,9 @@ def test_jwt_claims_as_cc_backend_issues_them_and_what_a_refusal_names() -> None
     # as cc-event-store does not.
     issued = jwt.encode({"sub": "admin", "roles": ["api"], "iat": now}, private, algorithm="EdDSA")
     auth.before_body({"authorization": f"Bearer {issued}"})
+    # The issuer's clock may run a little ahead of ours, or behind: a minute either way is fine.
+    for claims in ({"iat": now + 30}, {"nbf": now + 30}, {"exp": now - 30}):
+        auth.before_body({"x-auth-token": jwt.encode(claims, private, algorithm="EdDSA")})
     for claim in ("iat", "nbf"):
         early = jwt.encode({claim: now + 600}, private, algorithm="EdDSA")
         with pytest.raises(AuthError) as refused:
