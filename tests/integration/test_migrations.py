@@ -6,9 +6,6 @@ The CLI tests run `python -m collector migrate` / `run` as processes, as a user 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from collector.db import migrate as migrations
 from collector.db.migrate import Migration
 from collector.errors import MigrationError
-from tests.conftest import dsn_as_url, with_dbname
+from tests.conftest import dsn_as_url, run_collector, with_dbname
 
 pytestmark = pytest.mark.anyio
 
@@ -297,36 +294,21 @@ async def test_databases_in_one_cluster_migrate_concurrently(
 # -- the CLI as a process -----------------------------------------------------------------------
 
 
-def collector(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTOR")}
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        cwd=tmp_path,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_migrate_check_then_migrate(empty_database_url: str, tmp_path: Path) -> None:
     env = {"COLLECTOR__DATABASE__URL": dsn_as_url(empty_database_url)}
 
-    check = collector(tmp_path, "migrate", "--check", env=env)
+    check = run_collector("migrate", "--check", cwd=tmp_path, env=env)
     assert check.returncode == 1, check.stderr
     assert "pending: 0001_events.sql" in check.stdout
     assert "collector migrate" in check.stdout
     assert ledger(empty_database_url) == []
 
-    applied = collector(tmp_path, "migrate", env=env)
+    applied = run_collector("migrate", cwd=tmp_path, env=env)
     assert applied.returncode == 0, applied.stderr
     assert "applied: 0001_events.sql" in applied.stdout
     assert [v for v, _, _ in ledger(empty_database_url)] == [m.version for m in SHIPPED]
 
-    again = collector(tmp_path, "migrate", "--check", env=env)
+    again = run_collector("migrate", "--check", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert "pending" not in again.stdout
     assert f"up to date: {len(SHIPPED)} migration(s) applied" in again.stdout
@@ -339,7 +321,7 @@ def test_cli_migrate_reports_a_failing_migration_in_one_line(
         # A schema `api` already there makes 0001 fail half-way; nothing of it may remain.
         conn.execute("CREATE SCHEMA api")
     env = {"COLLECTOR__DATABASE__URL": dsn_as_url(empty_database_url)}
-    result = collector(tmp_path, "migrate", env=env)
+    result = run_collector("migrate", cwd=tmp_path, env=env)
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("collector: migration 0001_events.sql failed and was rolled back: ")
