@@ -29,7 +29,9 @@ from tests.nats_fixtures import NatsNames, NatsServer
 pytestmark = pytest.mark.anyio
 
 
-def source(server: NatsServer, names: NatsNames, **settings: Any) -> NatsSource:
+def source(
+    server: NatsServer, names: NatsNames, metrics: Metrics | None = None, **settings: Any
+) -> NatsSource:
     config = NatsSourceSettings(
         type="nats",
         servers=[server.url],
@@ -38,7 +40,7 @@ def source(server: NatsServer, names: NatsNames, **settings: Any) -> NatsSource:
         durable=names.durable,
         **settings,
     )
-    return NatsSource("bus", config)
+    return NatsSource("bus", config, metrics=metrics)
 
 
 @asynccontextmanager
@@ -312,15 +314,8 @@ async def test_jetstream_counts_the_events_it_received(
     lines = b'a,cluster=c event="x" 1\nb,cluster=c log="y" 2\ncpu,cluster=c value=1 3\nbad\n'
     await anyio.to_thread.run_sync(nats_server.publish, [(f"{nats_names.prefix}.cc", lines, None)])
     metrics = Metrics()
-    config = NatsSourceSettings(
-        type="nats",
-        servers=[nats_server.url],
-        subjects=[nats_names.wildcard],
-        stream=nats_names.stream,
-        durable=nats_names.durable,
-    )
     sink = MemorySink()
-    async with running(NatsSource("bus", config, metrics=metrics), sink) as (stop, _):
+    async with running(source(nats_server, nats_names, metrics), sink) as (stop, _):
         await until(lambda: len(sink.events) == 2)
         stop.set()
     body, _ = metrics.render()
