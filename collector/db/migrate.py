@@ -18,6 +18,8 @@ import structlog
 from collector.db.queries import queries, sql_dir
 from collector.errors import MigrationError, first_line
 
+log = structlog.get_logger("collector")
+
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -125,4 +127,4 @@ async def migrate_or_check(conn: psycopg.AsyncConnection[Any], mode: str) -> Non
             'run `collector migrate` (or set database.migrate = "auto")'
         )
     for migration in await migrate(conn, known):
-        structlog.get_logger("collector").info("migration_applied", migration=migration.file_name)
+        log.info("migration_applied", migration=migration.file_name)
